@@ -1,0 +1,138 @@
+"""Stable numeric codes: reject reasons, cancel reasons, and the enums of the command and
+event records.
+
+Reject codes are grouped by the stage that produces them (mechanics.md §1):
+
+* 1xxx validation — the command itself is malformed or out of bounds
+* 2xxx risk — margin and exposure (the risk engine)
+* 3xxx matching — the book cannot do what was asked
+* 4xxx market state — the market is not in a state that accepts the command
+* 5xxx auth and limits — the gateway
+
+A number, once published, never changes meaning. Every reject has one sentence in
+``MESSAGES`` written for a bot author. Kernels read these as plain module-level integers.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Reject(IntEnum):
+    PRICE_OFF_TICK = 1001
+    SIZE_OFF_LOT = 1002
+    SIZE_NOT_POSITIVE = 1003
+    SIZE_ABOVE_MAX = 1004
+    NOTIONAL_BELOW_MIN = 1005
+    PRICE_NOT_POSITIVE = 1006
+    PRICE_OUTSIDE_BAND = 1007
+    VALUE_OVERFLOW = 1008
+    UNKNOWN_MARKET = 1009
+    UNKNOWN_ACCOUNT = 1010
+    BAD_FIELD = 1011
+    EXPIRY_IN_PAST = 1012
+    DUPLICATE_CLOID = 1013
+    CLOID_INVALID = 1014
+    BATCH_TOO_LARGE = 1015
+    BATCH_NESTED = 1016
+    PRICE_MISSING = 1017
+    MARKET_ORDER_WITH_PRICE = 1018
+    MARK_INVALID = 1019
+    ORDER_ID_MISSING = 1020
+
+    FOK_NOT_FILLABLE = 3001
+    POST_ONLY_WOULD_CROSS = 3002
+    UNKNOWN_ORDER = 3003
+    NOT_ORDER_OWNER = 3004
+    AMEND_NO_CHANGE = 3005
+    BOOK_FULL = 3006
+
+    NO_MARK = 4001
+
+
+MESSAGES: dict[Reject, str] = {
+    Reject.PRICE_OFF_TICK: "The price is not a multiple of the market's tick size.",
+    Reject.SIZE_OFF_LOT: "The size is not a multiple of the market's lot size.",
+    Reject.SIZE_NOT_POSITIVE: "The size must be greater than zero.",
+    Reject.SIZE_ABOVE_MAX: "The size is above the market's maximum order size.",
+    Reject.NOTIONAL_BELOW_MIN: "Price times size is below the market's minimum order notional.",
+    Reject.PRICE_NOT_POSITIVE: "The price must be greater than zero.",
+    Reject.PRICE_OUTSIDE_BAND: "The price is outside the market's price band around the mark.",
+    Reject.VALUE_OVERFLOW: "A price, size or their product is too large to represent.",
+    Reject.UNKNOWN_MARKET: "There is no market with this id.",
+    Reject.UNKNOWN_ACCOUNT: "There is no account with this id.",
+    Reject.BAD_FIELD: "A field has a value outside its allowed set (side, time in force, STP mode or command kind).",
+    Reject.EXPIRY_IN_PAST: "The order's expiry time is not after the time it was received.",
+    Reject.DUPLICATE_CLOID: "The account already has an open order with this client order id.",
+    Reject.CLOID_INVALID: "The client order id must be 1 to 32 bytes of UTF-8 without NUL characters.",
+    Reject.BATCH_TOO_LARGE: "A batch may hold at most 50 actions, and no more than the records that follow it.",
+    Reject.BATCH_NESTED: "A batch may not contain another batch.",
+    Reject.PRICE_MISSING: "A limit order needs a price.",
+    Reject.MARKET_ORDER_WITH_PRICE: "A market order takes no price; its limit is the protection price.",
+    Reject.MARK_INVALID: "The mark price must be positive and at most 2^40 ticks.",
+    Reject.ORDER_ID_MISSING: "Give an order id or a client order id to say which order.",
+    Reject.FOK_NOT_FILLABLE: "The fill-or-kill order cannot be filled in full right now; nothing was done.",
+    Reject.POST_ONLY_WOULD_CROSS: "The post-only order would take liquidity; it was not placed.",
+    Reject.UNKNOWN_ORDER: "No open order with this id exists in this market.",
+    Reject.NOT_ORDER_OWNER: "The order belongs to another account.",
+    Reject.AMEND_NO_CHANGE: "The amend changes neither price nor size.",
+    Reject.BOOK_FULL: "The engine has no room for another open order.",
+    Reject.NO_MARK: "The market has no mark price yet, so no price band can be checked.",
+}
+
+
+class CancelReason(IntEnum):
+    USER = 1
+    IOC_REMAINDER = 2
+    STP_MAKER = 3
+    STP_TAKER = 4
+    CANCEL_ALL = 5
+    OUT_OF_WINDOW = 6
+
+
+class CommandKind(IntEnum):
+    PLACE = 1
+    CANCEL = 2
+    CANCEL_ALL = 3
+    AMEND = 4
+    BATCH = 5
+    SET_MARK = 6
+    TICK = 7
+
+
+class EventKind(IntEnum):
+    ACCEPTED = 1
+    REJECTED = 2
+    FILL = 3
+    CANCELLED = 4
+    EXPIRED = 5
+    AMENDED = 6
+    LEVEL = 7
+
+
+class Side(IntEnum):
+    BUY = 0
+    SELL = 1
+
+
+class Tif(IntEnum):
+    GTC = 0
+    IOC = 1
+    FOK = 2
+    ALO = 3
+    MARKET = 4  # an IOC whose limit is the protection price
+
+
+class Stp(IntEnum):
+    EXPIRE_MAKER = 0
+    EXPIRE_TAKER = 1
+    EXPIRE_BOTH = 2
+
+
+MAX_BATCH_ACTIONS = 50
+MAX_MARK_TICKS = 1 << 40
+
+
+def message(code: int) -> str:
+    """The sentence for a reject code; raises KeyError for a number that is not a code."""
+    return MESSAGES[Reject(code)]

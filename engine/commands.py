@@ -1,0 +1,453 @@
+"""Commands in, events out: the engine's only boundary.
+
+Two forms of the same thing:
+
+* frozen, tagged msgspec Structs (``Place``, ``Cancel``, …) in decimals, for people and
+  the gateway;
+* fixed numpy record dtypes (``COMMAND_DTYPE``, ``EVENT_DTYPE``) in integer units, which
+  the kernels read and write. ``to_records`` converts a list of Structs once per batch;
+  ``events_to_structs`` turns an event array back into Structs.
+
+Validation that needs decimals (off-tick, off-lot, a bad client order id, a value beyond
+int64) happens during conversion and is carried in the record's ``pre_reject`` field, so
+the engine still reports it in order as a ``Rejected`` event and both engines agree.
+
+Record conventions: ``price``/``size`` 0 in an amend means "unchanged"; ``oid`` 0 means
+"no order id" (then the client order id is used); ``expires_at`` 0 means no expiry; a
+client order id is up to 32 bytes packed little-endian into ``cloid0..3`` (all zero = none).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal, Sequence, Union
+
+import msgspec
+import numpy as np
+
+from engine import units
+from engine.codes import (
+    CancelReason,
+    CommandKind,
+    EventKind,
+    Reject,
+    Side,
+    Stp,
+    Tif,
+)
+from engine.spec import MarketSpec
+
+COMMAND_DTYPE = np.dtype(
+    [
+        ("kind", np.uint8),
+        ("side", np.uint8),
+        ("tif", np.uint8),
+        ("stp", np.uint8),
+        ("pre_reject", np.int32),
+        ("market", np.int32),
+        ("account", np.int32),
+        ("price", np.int64),
+        ("size", np.int64),
+        ("oid", np.int64),
+        ("ts", np.int64),
+        ("expires_at", np.int64),
+        ("cloid0", np.uint64),
+        ("cloid1", np.uint64),
+        ("cloid2", np.uint64),
+        ("cloid3", np.uint64),
+    ],
+    align=True,
+)
+
+EVENT_DTYPE = np.dtype(
+    [
+        ("kind", np.uint8),
+        ("side", np.uint8),
+        ("reason", np.uint8),
+        ("code", np.int32),
+        ("cmd", np.int32),
+        ("market", np.int32),
+        ("account", np.int32),
+        ("maker_account", np.int32),
+        ("oid", np.int64),
+        ("maker_oid", np.int64),
+        ("price", np.int64),
+        ("size", np.int64),
+        ("remaining", np.int64),
+        ("ts", np.int64),
+    ],
+    align=True,
+)
+
+INT32_MAX = (1 << 31) - 1
+CLOID_MAX_BYTES = 32
+
+SideName = Literal["buy", "sell"]
+TifName = Literal["gtc", "ioc", "fok", "alo"]
+StpName = Literal["expire_maker", "expire_taker", "expire_both"]
+Number = Union[Decimal, int, str]
+
+_SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+_TIFS = {"gtc": Tif.GTC, "ioc": Tif.IOC, "fok": Tif.FOK, "alo": Tif.ALO}
+_STPS = {"expire_maker": Stp.EXPIRE_MAKER, "expire_taker": Stp.EXPIRE_TAKER, "expire_both": Stp.EXPIRE_BOTH}
+
+
+class Place(msgspec.Struct, tag="place", frozen=True, forbid_unknown_fields=True):
+    """A new order. ``order_type="market"`` is an IOC at the protection price; give no price."""
+
+    market: int
+    account: int
+    side: SideName
+    size: Decimal
+    price: Decimal | None = None
+    order_type: Literal["limit", "market"] = "limit"
+    tif: TifName = "gtc"
+    stp: StpName = "expire_maker"
+    cloid: str | None = None
+    expires_at_ns: int = 0
+    ts_ns: int = 0
+
+
+class Cancel(msgspec.Struct, tag="cancel", frozen=True, forbid_unknown_fields=True):
+    """Cancel one open order by ``oid`` or, if no oid is given, by ``cloid``."""
+
+    market: int
+    account: int
+    oid: int = 0
+    cloid: str | None = None
+    ts_ns: int = 0
+
+
+class CancelAll(msgspec.Struct, tag="cancel_all", frozen=True, forbid_unknown_fields=True):
+    """Cancel every open order of the account, in one market or (``market=None``) all."""
+
+    account: int
+    market: int | None = None
+    ts_ns: int = 0
+
+
+class Amend(msgspec.Struct, tag="amend", frozen=True, forbid_unknown_fields=True):
+    """Change an open order's price and/or remaining size (None = unchanged).
+
+    A smaller size at the same price keeps queue priority; any other change loses it and
+    the order re-enters as if new (it may trade; a post-only order that would cross is
+    rejected and left as it was)."""
+
+    market: int
+    account: int
+    oid: int = 0
+    cloid: str | None = None
+    price: Decimal | None = None
+    size: Decimal | None = None
+    ts_ns: int = 0
+
+
+class SetMark(msgspec.Struct, tag="set_mark", frozen=True, forbid_unknown_fields=True):
+    """The market's mark price (until the risk engine computes it): sets the price band
+    and the market-order protection price."""
+
+    market: int
+    price: Decimal
+    ts_ns: int = 0
+
+
+class Tick(msgspec.Struct, tag="tick", frozen=True, forbid_unknown_fields=True):
+    """The clock: expires good-till-time orders whose expiry is at or before ``ts_ns``."""
+
+    ts_ns: int
+
+
+Action = Union[Place, Cancel, Amend]
+
+
+class Batch(msgspec.Struct, tag="batch", frozen=True, forbid_unknown_fields=True):
+    """Up to 50 place/cancel/amend actions; each gets its own status, in order."""
+
+    actions: list[Action]
+    ts_ns: int = 0
+
+
+Command = Union[Place, Cancel, CancelAll, Amend, SetMark, Tick, Batch]
+
+
+# ---------------------------------------------------------------------------- events
+
+
+class Accepted(msgspec.Struct, tag="accepted", frozen=True):
+    cmd: int
+    market: int
+    account: int
+    oid: int
+    side: int
+    price_ticks: int
+    size_lots: int
+
+
+class Rejected(msgspec.Struct, tag="rejected", frozen=True):
+    cmd: int
+    market: int
+    account: int
+    oid: int
+    code: Reject
+
+
+class Fill(msgspec.Struct, tag="fill", frozen=True):
+    cmd: int
+    market: int
+    taker_account: int
+    taker_oid: int
+    maker_account: int
+    maker_oid: int
+    taker_side: int
+    price_ticks: int
+    size_lots: int
+    maker_remaining_lots: int
+    ts_ns: int
+
+
+class Cancelled(msgspec.Struct, tag="cancelled", frozen=True):
+    cmd: int
+    market: int
+    account: int
+    oid: int
+    side: int
+    price_ticks: int
+    size_lots: int
+    reason: CancelReason
+
+
+class Expired(msgspec.Struct, tag="expired", frozen=True):
+    cmd: int
+    market: int
+    account: int
+    oid: int
+    side: int
+    price_ticks: int
+    size_lots: int
+
+
+class Amended(msgspec.Struct, tag="amended", frozen=True):
+    cmd: int
+    market: int
+    account: int
+    oid: int
+    side: int
+    price_ticks: int
+    size_lots: int
+    kept_priority: bool
+
+
+class Level(msgspec.Struct, tag="level", frozen=True):
+    """A book level's new total size (0 = the level is gone)."""
+
+    cmd: int
+    market: int
+    side: int
+    price_ticks: int
+    size_lots: int
+
+
+Event = Union[Accepted, Rejected, Fill, Cancelled, Expired, Amended, Level]
+
+
+class OpenOrder(msgspec.Struct, frozen=True):
+    """A resting order as the engines report it (``Engine.open_orders``)."""
+
+    oid: int
+    market: int
+    account: int
+    side: int
+    price_ticks: int
+    remaining_lots: int
+    tif: int
+    stp: int
+    expires_at_ns: int
+    cloid: str | None
+
+
+def events_to_structs(events: np.ndarray) -> list[Event]:
+    """The friendly form of an event array."""
+    out: list[Event] = []
+    for e in events.tolist():
+        kind, side, reason, code, cmd, market, account, maker_account, oid, maker_oid, price, size, remaining, ts = e
+        if kind == EventKind.ACCEPTED:
+            out.append(Accepted(cmd, market, account, oid, side, price, size))
+        elif kind == EventKind.REJECTED:
+            out.append(Rejected(cmd, market, account, oid, Reject(code)))
+        elif kind == EventKind.FILL:
+            out.append(Fill(cmd, market, account, oid, maker_account, maker_oid, side, price, size, remaining, ts))
+        elif kind == EventKind.CANCELLED:
+            out.append(Cancelled(cmd, market, account, oid, side, price, size, CancelReason(reason)))
+        elif kind == EventKind.EXPIRED:
+            out.append(Expired(cmd, market, account, oid, side, price, size))
+        elif kind == EventKind.AMENDED:
+            out.append(Amended(cmd, market, account, oid, side, price, size, bool(reason)))
+        elif kind == EventKind.LEVEL:
+            out.append(Level(cmd, market, side, price, size))
+        else:
+            raise AssertionError(f"unknown event kind {kind}")
+    return out
+
+
+# ---------------------------------------------------------------------------- conversion
+
+
+def pack_cloid(cloid: str | None) -> tuple[int, int, int, int] | None:
+    """A client order id as four little-endian uint64 words; None if it is invalid."""
+    if cloid is None:
+        return (0, 0, 0, 0)
+    if not isinstance(cloid, str):
+        return None
+    raw = cloid.encode("utf-8")
+    if not 1 <= len(raw) <= CLOID_MAX_BYTES or b"\x00" in raw:
+        return None
+    raw = raw.ljust(CLOID_MAX_BYTES, b"\x00")
+    return tuple(int.from_bytes(raw[i : i + 8], "little") for i in range(0, 32, 8))  # type: ignore[return-value]
+
+
+def unpack_cloid(words: Sequence[int]) -> str | None:
+    raw = b"".join(int(w).to_bytes(8, "little") for w in words).rstrip(b"\x00")
+    return raw.decode("utf-8") if raw else None
+
+
+class _Writer:
+    """Fills one record; the first validation failure wins and is kept in ``pre_reject``."""
+
+    def __init__(self, rec: np.void, specs: Sequence[MarketSpec]):
+        self.rec = rec
+        self.specs = specs
+
+    def fail(self, code: Reject) -> None:
+        if self.rec["pre_reject"] == 0:
+            self.rec["pre_reject"] = int(code)
+
+    def int_field(self, name: str, value: object, code: Reject, lo: int, hi: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            self.fail(code)
+            return
+        self.rec[name] = value
+
+    def market(self, market: object) -> MarketSpec | None:
+        """The market's spec; an id the engine does not have is rejected here, because
+        its decimals cannot be converted without the spec."""
+        if isinstance(market, bool) or not isinstance(market, int) or not 0 <= market < len(self.specs):
+            self.rec["market"] = market if isinstance(market, int) and 0 <= market <= INT32_MAX else -1
+            self.fail(Reject.UNKNOWN_MARKET)
+            return None
+        self.rec["market"] = market
+        return self.specs[market]
+
+    def decimal_field(self, name: str, value: object, step: Decimal, convert) -> None:
+        if isinstance(value, bool) or not isinstance(value, (Decimal, int, str)):
+            self.fail(Reject.BAD_FIELD)
+            return
+        try:
+            number = Decimal(value)
+        except ArithmeticError:
+            self.fail(Reject.BAD_FIELD)
+            return
+        try:
+            self.rec[name] = convert(number, step)
+        except units.UnitError as err:
+            self.fail(err.code)
+
+    def cloid(self, cloid: object) -> None:
+        words = pack_cloid(cloid)  # type: ignore[arg-type]
+        if words is None:
+            self.fail(Reject.CLOID_INVALID)
+        else:
+            for k in range(4):
+                self.rec[f"cloid{k}"] = words[k]
+
+    def enum(self, name: str, value: object, table: dict) -> None:
+        if value not in table:
+            self.fail(Reject.BAD_FIELD)
+        else:
+            self.rec[name] = int(table[value])
+
+
+def _write(cmd: Command, rec: np.void, specs: Sequence[MarketSpec]) -> None:
+    w = _Writer(rec, specs)
+    w.int_field("ts", cmd.ts_ns, Reject.VALUE_OVERFLOW, 0, units.INT64_MAX)
+    if isinstance(cmd, Place):
+        rec["kind"] = CommandKind.PLACE
+        w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)
+        spec = w.market(cmd.market)
+        w.enum("side", cmd.side, _SIDES)
+        w.enum("tif", cmd.tif, _TIFS)
+        w.enum("stp", cmd.stp, _STPS)
+        w.cloid(cmd.cloid)
+        w.int_field("expires_at", cmd.expires_at_ns, Reject.VALUE_OVERFLOW, 0, units.INT64_MAX)
+        if cmd.order_type == "market":
+            rec["tif"] = Tif.MARKET
+            if cmd.price is not None:
+                w.fail(Reject.MARKET_ORDER_WITH_PRICE)
+        elif cmd.order_type != "limit":
+            w.fail(Reject.BAD_FIELD)
+        elif cmd.price is None:
+            w.fail(Reject.PRICE_MISSING)
+        if spec is not None:
+            if cmd.price is not None and cmd.order_type == "limit":
+                w.decimal_field("price", cmd.price, spec.tick_size, units.to_ticks)
+            w.decimal_field("size", cmd.size, spec.lot_size, units.to_lots)
+    elif isinstance(cmd, (Cancel, Amend)):
+        rec["kind"] = CommandKind.CANCEL if isinstance(cmd, Cancel) else CommandKind.AMEND
+        w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)
+        spec = w.market(cmd.market)
+        w.int_field("oid", cmd.oid, Reject.UNKNOWN_ORDER, 0, units.INT64_MAX)
+        w.cloid(cmd.cloid)
+        if cmd.oid == 0 and cmd.cloid is None:
+            w.fail(Reject.ORDER_ID_MISSING)
+        if isinstance(cmd, Amend) and spec is not None:
+            if cmd.price is not None:
+                w.decimal_field("price", cmd.price, spec.tick_size, units.to_ticks)
+                if rec["pre_reject"] == 0 and rec["price"] <= 0:
+                    w.fail(Reject.PRICE_NOT_POSITIVE)
+            if cmd.size is not None:
+                w.decimal_field("size", cmd.size, spec.lot_size, units.to_lots)
+                if rec["pre_reject"] == 0 and rec["size"] <= 0:
+                    w.fail(Reject.SIZE_NOT_POSITIVE)
+    elif isinstance(cmd, CancelAll):
+        rec["kind"] = CommandKind.CANCEL_ALL
+        w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)
+        if cmd.market is None:
+            rec["market"] = -1
+        else:
+            w.market(cmd.market)
+    elif isinstance(cmd, SetMark):
+        rec["kind"] = CommandKind.SET_MARK
+        spec = w.market(cmd.market)
+        if spec is not None:
+            w.decimal_field("price", cmd.price, spec.tick_size, units.to_ticks)
+    elif isinstance(cmd, Tick):
+        rec["kind"] = CommandKind.TICK
+    else:
+        raise TypeError(f"not a command: {type(cmd).__name__}")
+
+
+def count_records(commands: Sequence[Command]) -> int:
+    return sum(1 + len(c.actions) if isinstance(c, Batch) else 1 for c in commands)
+
+
+def to_records(commands: Sequence[Command], specs: Sequence[MarketSpec]) -> np.ndarray:
+    """Convert Structs to one record array (a batch becomes a header plus its actions)."""
+    out = np.zeros(count_records(commands), dtype=COMMAND_DTYPE)
+    i = 0
+    for cmd in commands:
+        if isinstance(cmd, Batch):
+            head = out[i]
+            head["kind"] = CommandKind.BATCH
+            head["size"] = len(cmd.actions)
+            _Writer(head, specs).int_field("ts", cmd.ts_ns, Reject.VALUE_OVERFLOW, 0, units.INT64_MAX)
+            i += 1
+            for action in cmd.actions:
+                if isinstance(action, Batch):
+                    out[i]["kind"] = CommandKind.BATCH
+                    out[i]["pre_reject"] = Reject.BATCH_NESTED
+                else:
+                    _write(action, out[i], specs)
+                i += 1
+        else:
+            _write(cmd, out[i], specs)
+            i += 1
+    return out
