@@ -1,0 +1,1 @@
+"""The deterministic exchange engine: pure, integer, numba-accelerated."""

@@ -1,0 +1,235 @@
+"""``Engine``: owns the arrays, runs ``apply(batch) -> events``, and proves its state.
+
+The engine is a pure state machine: time comes in the commands, nothing here reads a
+clock, a socket, a file or a random source. One ``apply`` call runs one compiled loop
+over the whole batch (``engine.matching.apply_kernel``); the only Python work per call
+is the conversion of Structs (if given), and copying the events out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+import numpy as np
+from numba import njit
+
+from engine.book import (
+    C_BATCH_LEFT,
+    C_FREE_TOP,
+    C_HEAP_N,
+    C_LIVE,
+    C_ORDER_SEQ,
+    MARKET_DTYPE,
+    N_COUNTERS,
+    ORDER_DTYPE,
+)
+from engine.commands import COMMAND_DTYPE, EVENT_DTYPE, OpenOrder, to_records, unpack_cloid
+from engine.matching import apply_kernel
+from engine.spec import EngineConfig, MarketSpec, validate_markets
+
+ORDER_HASH_FIELDS = 10  # oid, account, remaining, tif, stp, expires_at, cloid0..3
+
+
+@njit(cache=True)
+def dump_state(orders, mkt, lvl_qty, lvl_head, best, free, ctr):
+    """The canonical int64 sequence that ``state_hash`` digests (docs/matching.md)."""
+    nm = mkt.shape[0]
+    size = 3 + nm * 4 + ctr[C_LIVE] * (3 + ORDER_HASH_FIELDS) + ctr[C_FREE_TOP]
+    out = np.empty(size, dtype=np.int64)
+    k = 0
+    out[k] = nm
+    out[k + 1] = ctr[C_ORDER_SEQ]
+    k += 2
+    for m in range(nm):
+        out[k] = mkt[m]["mark"]
+        out[k + 1] = mkt[m]["base"]
+        k += 2
+        levels = mkt[m]["levels"]
+        for side in range(2):
+            off = mkt[m]["lvl_off"] + side * levels
+            if best[m, side] >= 0:
+                step = -1 if side == 0 else 1
+                idx = best[m, side]
+                while 0 <= idx < levels:
+                    s = lvl_head[off + idx]
+                    if s != -1:
+                        cnt = 0
+                        t = s
+                        while t != -1:
+                            cnt += 1
+                            t = orders[t]["next"]
+                        out[k] = mkt[m]["base"] + idx
+                        out[k + 1] = lvl_qty[off + idx]
+                        out[k + 2] = cnt
+                        k += 3
+                        while s != -1:
+                            o = orders[s]
+                            out[k] = o["oid"]
+                            out[k + 1] = o["account"]
+                            out[k + 2] = o["remaining"]
+                            out[k + 3] = o["tif"]
+                            out[k + 4] = o["stp"]
+                            out[k + 5] = o["expires_at"]
+                            out[k + 6] = np.int64(o["cloid0"])
+                            out[k + 7] = np.int64(o["cloid1"])
+                            out[k + 8] = np.int64(o["cloid2"])
+                            out[k + 9] = np.int64(o["cloid3"])
+                            k += ORDER_HASH_FIELDS
+                            s = o["next"]
+                    idx += step
+            out[k] = -1
+            k += 1
+    top = ctr[C_FREE_TOP]
+    out[k] = top
+    k += 1
+    for j in range(top):
+        out[k] = free[j]
+        k += 1
+    return out[:k]
+
+
+def digest(values: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(values, dtype="<i8").tobytes(), digest_size=32).hexdigest()
+
+
+class Engine:
+    """The numba matching engine. See docs/matching.md for the exact rules."""
+
+    def __init__(self, specs: Sequence[MarketSpec], config: EngineConfig = EngineConfig()):
+        specs = list(specs)
+        validate_markets(specs)
+        self.specs = specs
+        self.config = config
+        nm = len(specs)
+        self.mkt = np.zeros(max(nm, 1), dtype=MARKET_DTYPE)[:nm]
+        lvl_off = bit_off = sum_off = 0
+        for m, spec in enumerate(specs):
+            levels = spec.ladder_levels
+            nwords = levels // 64
+            nsum = max(1, nwords // 64)
+            rec = self.mkt[m]
+            rec["levels"] = levels
+            rec["lvl_off"] = lvl_off
+            rec["bit_off"] = bit_off
+            rec["nwords"] = nwords
+            rec["sum_off"] = sum_off
+            rec["nsum"] = nsum
+            rec["atl"] = spec.atoms_per_tick_lot
+            rec["min_notional"] = spec.min_notional_atoms
+            rec["max_order_lots"] = spec.max_order_lots
+            rec["band_ppm"] = spec.band_ppm
+            rec["slip_ppm"] = spec.slippage_ppm
+            lvl_off += 2 * levels
+            bit_off += 2 * nwords
+            sum_off += 2 * nsum
+        self.lvl_qty = np.zeros(lvl_off, dtype=np.int64)
+        self.lvl_head = np.full(lvl_off, -1, dtype=np.int32)
+        self.lvl_tail = np.full(lvl_off, -1, dtype=np.int32)
+        self.bits = np.zeros(bit_off, dtype=np.uint64)
+        self.summ = np.zeros(sum_off, dtype=np.uint64)
+        self.best = np.full((nm, 2), -1, dtype=np.int64)
+        self.count = np.zeros((nm, 2), dtype=np.int64)
+        cap = config.max_orders
+        self.orders = np.zeros(cap, dtype=ORDER_DTYPE)
+        self.orders["heap_pos"] = -1
+        self.acct_head = np.full(config.max_accounts, -1, dtype=np.int32)
+        self.acct_tail = np.full(config.max_accounts, -1, dtype=np.int32)
+        self.acct_count = np.zeros(config.max_accounts, dtype=np.int64)
+        self.free = np.arange(cap - 1, -1, -1, dtype=np.int32)
+        self.heap = np.zeros(cap, dtype=np.int32)
+        self.ctr = np.zeros(N_COUNTERS, dtype=np.int64)
+        self.ctr[C_FREE_TOP] = cap
+        self._ev = np.zeros(1 << 14, dtype=EVENT_DTYPE)
+
+    def _state(self) -> tuple:
+        return (self.orders, self.mkt, self.lvl_qty, self.lvl_head, self.lvl_tail, self.bits, self.summ,
+                self.best, self.count, self.acct_head, self.acct_tail, self.acct_count, self.free, self.heap,
+                self.ctr)
+
+    # ------------------------------------------------------------------------ commands
+
+    def records(self, batch) -> np.ndarray:
+        if isinstance(batch, np.ndarray):
+            if batch.dtype != COMMAND_DTYPE:
+                raise TypeError("command records must have engine.commands.COMMAND_DTYPE")
+            return batch
+        return to_records(list(batch), self.specs)
+
+    def apply(self, batch) -> np.ndarray:
+        """Apply a batch (record array or list of command Structs); return its events."""
+        cmds = self.records(batch)
+        self.ctr[C_BATCH_LEFT] = 0
+        state = self._state()
+        chunks = []
+        i = 0
+        while True:
+            i, n, need = apply_kernel(cmds, i, self._ev, *state)
+            chunks.append(self._ev[:n].copy())
+            if i >= len(cmds):
+                break
+            if need > len(self._ev):
+                self._ev = np.zeros(max(need, 2 * len(self._ev)), dtype=EVENT_DTYPE)
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def apply_count(self, cmds: np.ndarray) -> int:
+        """Apply records and return only the number of events (benchmarks: no copy-out)."""
+        self.ctr[C_BATCH_LEFT] = 0
+        state = self._state()
+        total = i = 0
+        while True:
+            i, n, need = apply_kernel(cmds, i, self._ev, *state)
+            total += n
+            if i >= len(cmds):
+                return total
+            if need > len(self._ev):
+                self._ev = np.zeros(max(need, 2 * len(self._ev)), dtype=EVENT_DTYPE)
+
+    # ------------------------------------------------------------------------ reading
+
+    def state_hash(self) -> str:
+        return digest(dump_state(self.orders, self.mkt, self.lvl_qty, self.lvl_head, self.best, self.free, self.ctr))
+
+    def mark(self, market: int) -> int:
+        return int(self.mkt[market]["mark"])
+
+    def _level_indices(self, market: int, side: int) -> list[int]:
+        rec = self.mkt[market]
+        off = int(rec["lvl_off"]) + side * int(rec["levels"])
+        occupied = np.flatnonzero(self.lvl_head[off : off + int(rec["levels"])] != -1)
+        return [int(i) for i in (occupied[::-1] if side == 0 else occupied)]
+
+    def _level_orders(self, market: int, side: int, idx: int) -> list[int]:
+        rec = self.mkt[market]
+        s = int(self.lvl_head[int(rec["lvl_off"]) + side * int(rec["levels"]) + idx])
+        out = []
+        while s != -1:
+            out.append(s)
+            s = int(self.orders[s]["next"])
+        return out
+
+    def depth(self, market: int, side: int) -> list[tuple[int, int]]:
+        rec = self.mkt[market]
+        off = int(rec["lvl_off"]) + side * int(rec["levels"])
+        return [(int(rec["base"]) + i, int(self.lvl_qty[off + i])) for i in self._level_indices(market, side)]
+
+    def _open_order(self, slot: int) -> OpenOrder:
+        o = self.orders[slot]
+        return OpenOrder(
+            int(o["oid"]), int(o["market"]), int(o["account"]), int(o["side"]), int(o["price"]),
+            int(o["remaining"]), int(o["tif"]), int(o["stp"]), int(o["expires_at"]),
+            unpack_cloid([o["cloid0"], o["cloid1"], o["cloid2"], o["cloid3"]]),
+        )
+
+    def open_orders(self, account: int) -> list[OpenOrder]:
+        out = []
+        s = int(self.acct_head[account])
+        while s != -1:
+            out.append(self._open_order(s))
+            s = int(self.orders[s]["anext"])
+        return out
+
+    def check_invariants(self) -> None:
+        from engine.invariants import check_engine
+
+        check_engine(self)
