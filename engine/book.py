@@ -107,14 +107,14 @@ def _debruijn_table() -> np.ndarray:
 _CTZ_TABLE = _debruijn_table()
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def ctz(x):
     """Index of the lowest set bit of a non-zero uint64."""
     low = x & (np.uint64(0) - x)
     return _CTZ_TABLE[np.int64((low * _DEBRUIJN) >> np.uint64(58))]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def msb(x):
     """Index of the highest set bit of a non-zero uint64."""
     n = 0
@@ -141,7 +141,7 @@ def msb(x):
 # ---------------------------------------------------------------------------- occupancy
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def bit_set(mkt, bits, summ, m, side, idx):
     w = idx >> 6
     wi = mkt[m]["bit_off"] + side * mkt[m]["nwords"] + w
@@ -150,7 +150,7 @@ def bit_set(mkt, bits, summ, m, side, idx):
     summ[si] |= _ONE << np.uint64(w & 63)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def bit_clear(mkt, bits, summ, m, side, idx):
     w = idx >> 6
     wi = mkt[m]["bit_off"] + side * mkt[m]["nwords"] + w
@@ -160,7 +160,7 @@ def bit_clear(mkt, bits, summ, m, side, idx):
         summ[si] &= ~(_ONE << np.uint64(w & 63))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def find_up(mkt, bits, summ, m, side, idx):
     """Lowest occupied level index >= idx, or -1."""
     levels = mkt[m]["levels"]
@@ -190,7 +190,7 @@ def find_up(mkt, bits, summ, m, side, idx):
         y = summ[soff + sw]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def find_down(mkt, bits, summ, m, side, idx):
     """Highest occupied level index <= idx, or -1."""
     if idx < 0:
@@ -219,7 +219,7 @@ def find_down(mkt, bits, summ, m, side, idx):
         y = summ[soff + sw]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def next_level(mkt, bits, summ, m, side, idx):
     """The next worse occupied level after ``idx`` on ``side`` (bids go down, asks up)."""
     if side == 0:
@@ -227,10 +227,29 @@ def next_level(mkt, bits, summ, m, side, idx):
     return find_up(mkt, bits, summ, m, side, idx + 1)
 
 
+@njit(cache=True, _nrt=False)
+def rebuild_occupancy(mkt, lvl_head, bits, summ, best, m, side):
+    """Recompute one side's bitmaps and best level from the level heads (O(L))."""
+    levels = mkt[m]["levels"]
+    off = mkt[m]["lvl_off"] + side * levels
+    woff = mkt[m]["bit_off"] + side * mkt[m]["nwords"]
+    soff = mkt[m]["sum_off"] + side * mkt[m]["nsum"]
+    bits[woff:woff + mkt[m]["nwords"]] = 0
+    summ[soff:soff + mkt[m]["nsum"]] = 0
+    best[m, side] = -1
+    for idx in range(levels):
+        if lvl_head[off + idx] != -1:
+            bit_set(mkt, bits, summ, m, side, idx)
+            if side == 1 and best[m, side] < 0:
+                best[m, side] = idx
+            if side == 0:
+                best[m, side] = idx
+
+
 # ---------------------------------------------------------------------------- levels
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def level_link(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count, slot):
     """Append a slot at the tail of its price level (it gets the worst priority there)."""
     m = orders[slot]["market"]
@@ -253,7 +272,7 @@ def level_link(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count
     count[m, side] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def level_unlink(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count, slot):
     """Take a slot out of its level's FIFO, keeping the level total and occupancy right."""
     m = orders[slot]["market"]
@@ -281,7 +300,7 @@ def level_unlink(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, cou
 # ---------------------------------------------------------------------------- accounts
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def acct_link(orders, acct_head, acct_tail, acct_count, slot):
     a = orders[slot]["account"]
     tail = acct_tail[a]
@@ -295,7 +314,7 @@ def acct_link(orders, acct_head, acct_tail, acct_count, slot):
     acct_count[a] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def acct_unlink(orders, acct_head, acct_tail, acct_count, slot):
     a = orders[slot]["account"]
     prev = orders[slot]["aprev"]
@@ -311,7 +330,7 @@ def acct_unlink(orders, acct_head, acct_tail, acct_count, slot):
     acct_count[a] -= 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def find_cloid(orders, acct_head, account, c0, c1, c2, c3):
     """The slot of the account's open order with this client order id, or -1."""
     s = acct_head[account]
@@ -330,20 +349,20 @@ def find_cloid(orders, acct_head, account, c0, c1, c2, c3):
 # ---------------------------------------------------------------------------- expiry heap
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _heap_less(orders, a, b):
     ea = orders[a]["expires_at"]
     eb = orders[b]["expires_at"]
     return ea < eb or (ea == eb and orders[a]["oid"] < orders[b]["oid"])
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _heap_place(orders, heap, i, slot):
     heap[i] = slot
     orders[slot]["heap_pos"] = i
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _sift_up(orders, heap, i):
     slot = heap[i]
     while i > 0:
@@ -355,7 +374,7 @@ def _sift_up(orders, heap, i):
     _heap_place(orders, heap, i, slot)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _sift_down(orders, heap, n, i):
     slot = heap[i]
     while True:
@@ -371,7 +390,7 @@ def _sift_down(orders, heap, n, i):
     _heap_place(orders, heap, i, slot)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def heap_push(orders, heap, ctr, slot):
     n = ctr[C_HEAP_N]
     heap[n] = slot
@@ -380,7 +399,7 @@ def heap_push(orders, heap, ctr, slot):
     _sift_up(orders, heap, n)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def heap_remove(orders, heap, ctr, slot):
     i = orders[slot]["heap_pos"]
     n = ctr[C_HEAP_N] - 1
@@ -399,7 +418,7 @@ def heap_remove(orders, heap, ctr, slot):
 # ---------------------------------------------------------------------------- slots
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def slot_alloc(free, ctr):
     """Pop a free slot, or -1 when the pool is exhausted."""
     top = ctr[C_FREE_TOP]
@@ -409,7 +428,7 @@ def slot_alloc(free, ctr):
     return free[top - 1]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def slot_release(orders, free, ctr, slot):
     orders[slot]["live"] = 0
     top = ctr[C_FREE_TOP]

@@ -27,7 +27,6 @@ from engine.book import (
     SLOT_MASK,
     acct_link,
     acct_unlink,
-    bit_set,
     find_cloid,
     find_down,
     find_up,
@@ -36,6 +35,7 @@ from engine.book import (
     level_link,
     level_unlink,
     next_level,
+    rebuild_occupancy,
     slot_alloc,
     slot_release,
 )
@@ -117,7 +117,7 @@ R_NO_MARK = int(Reject.NO_MARK)
 # ---------------------------------------------------------------------------- events
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def emit(ev, n, kind, cmd, ts, market, account, oid, side, price, size, remaining, code, reason):
     e = ev[n]
     e["kind"] = kind
@@ -137,19 +137,19 @@ def emit(ev, n, kind, cmd, ts, market, account, oid, side, price, size, remainin
     return n + 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def emit_order(ev, n, kind, cmd, ts, orders, slot, size, reason):
     """An event about one order (cancelled, expired, amended) read from its slot."""
     o = orders[slot]
     return emit(ev, n, kind, cmd, ts, o["market"], o["account"], o["oid"], o["side"], o["price"], size, 0, 0, reason)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def emit_reject(ev, n, cmd, ts, market, account, oid, code):
     return emit(ev, n, E_REJECTED, cmd, ts, market, account, oid, 0, 0, 0, 0, code, 0)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def emit_level(ev, n, cmd, ts, mkt, lvl_qty, m, side, idx):
     li = mkt[m]["lvl_off"] + side * mkt[m]["levels"] + idx
     return emit(ev, n, E_LEVEL, cmd, ts, m, 0, 0, side, mkt[m]["base"] + idx, lvl_qty[li], 0, 0, 0)
@@ -158,7 +158,7 @@ def emit_level(ev, n, cmd, ts, mkt, lvl_qty, m, side, idx):
 # ---------------------------------------------------------------------------- removal
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def remove_resting(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                    acct_head, acct_tail, acct_count, free, heap, ctr, slot):
     """A resting order leaves the book for good: level, account list, heap, slot."""
@@ -169,7 +169,7 @@ def remove_resting(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, c
     slot_release(orders, free, ctr, slot)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def cancel_resting(ev, n, cmd, ts, kind, reason, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ,
                    best, count, acct_head, acct_tail, acct_count, free, heap, ctr, slot, with_level):
     """Event (CANCELLED or EXPIRED), removal, then the level's new total if asked."""
@@ -187,7 +187,7 @@ def cancel_resting(ev, n, cmd, ts, kind, reason, orders, mkt, lvl_qty, lvl_head,
 # ---------------------------------------------------------------------------- prices
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def band(mkt, m):
     """(low, high) ticks of the price band; the half-width is floored and capped at L/4."""
     mark = mkt[m]["mark"]
@@ -201,7 +201,7 @@ def band(mkt, m):
     return low, mark + hw
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def protection_price(mkt, m, side):
     """Limit of a market order: mark ± floored slippage, clamped into the band."""
     mark = mkt[m]["mark"]
@@ -214,7 +214,7 @@ def protection_price(mkt, m, side):
     return low if p < low else p
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def notional_check(mkt, m, price, size):
     """0, VALUE_OVERFLOW or NOTIONAL_BELOW_MIN for price × size × atoms-per-tick-lot."""
     atl = mkt[m]["atl"]
@@ -225,7 +225,7 @@ def notional_check(mkt, m, price, size):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def crosses(mkt, best, m, side, price):
     """Would an order at ``price`` on ``side`` take liquidity?"""
     b = best[m, 1 - side]
@@ -235,7 +235,7 @@ def crosses(mkt, best, m, side, price):
     return lp <= price if side == 0 else lp >= price
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fok_fillable(orders, mkt, lvl_head, bits, summ, best, m, side, price, size, account, stp):
     opp = 1 - side
     base = mkt[m]["base"]
@@ -263,7 +263,7 @@ def fok_fillable(orders, mkt, lvl_head, bits, summ, best, m, side, price, size, 
 # ---------------------------------------------------------------------------- matching
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def match(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
           acct_head, acct_tail, acct_count, free, heap, ctr, taker):
     """Match the taker in ``taker`` against the opposite side. Returns (n, stopped_by_stp);
@@ -338,7 +338,7 @@ def match(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
     return n, stopped
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def finish_taker(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                  acct_head, acct_tail, acct_count, free, heap, ctr, taker, stopped, in_account):
     """After matching: cancel, rest or retire the taker. ``in_account``: an amended order is
@@ -370,7 +370,7 @@ def finish_taker(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits,
 # ---------------------------------------------------------------------------- commands
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
              acct_head, acct_tail, acct_count, free, heap, ctr):
     ts = c["ts"]
@@ -463,7 +463,7 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
                         acct_head, acct_tail, acct_count, free, heap, ctr, slot, stopped, False)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def locate(c, orders, mkt, acct_head):
     """(slot, code) of the open order a cancel/amend names; code 0 when found and owned."""
     m = c["market"]
@@ -490,7 +490,7 @@ def locate(c, orders, mkt, acct_head):
     return slot, 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def do_cancel(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
               acct_head, acct_tail, acct_count, free, heap, ctr):
     slot, code = locate(c, orders, mkt, acct_head)
@@ -500,7 +500,7 @@ def do_cancel(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ,
                           summ, best, count, acct_head, acct_tail, acct_count, free, heap, ctr, slot, True)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def do_cancel_all(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                   acct_head, acct_tail, acct_count, free, heap, ctr):
     m = c["market"]
@@ -525,7 +525,7 @@ def do_cancel_all(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, s
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def do_amend(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
              acct_head, acct_tail, acct_count, free, heap, ctr):
     ts = c["ts"]
@@ -571,7 +571,7 @@ def do_amend(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
                         acct_head, acct_tail, acct_count, free, heap, ctr, slot, stopped, True)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def recentre(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
              acct_head, acct_tail, acct_count, free, heap, ctr, m, new_base):
     """Move market ``m``'s window to start at ``new_base``: cancel what falls outside (bids
@@ -593,35 +593,31 @@ def recentre(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, sum
                     s = nxt
                 n = emit(ev, n, E_LEVEL, cmd, ts, m, 0, 0, side, price, 0, 0, 0, 0)
             idx = next_level(mkt, bits, summ, m, side, idx)
+    # Shift the survivors: level idx moves to idx - delta, walking in the direction in
+    # which a destination has always been vacated already.
     delta = new_base - base
     for side in range(2):
         off = mkt[m]["lvl_off"] + side * levels
-        qty = lvl_qty[off:off + levels].copy()
-        head = lvl_head[off:off + levels].copy()
-        tail = lvl_tail[off:off + levels].copy()
-        lvl_qty[off:off + levels] = 0
-        lvl_head[off:off + levels] = -1
-        lvl_tail[off:off + levels] = -1
-        woff = mkt[m]["bit_off"] + side * mkt[m]["nwords"]
-        bits[woff:woff + mkt[m]["nwords"]] = 0
-        soff = mkt[m]["sum_off"] + side * mkt[m]["nsum"]
-        summ[soff:soff + mkt[m]["nsum"]] = 0
-        best[m, side] = -1
-        for idx in range(levels):
-            if head[idx] != -1:
-                j = idx - delta
-                lvl_qty[off + j] = qty[idx]
-                lvl_head[off + j] = head[idx]
-                lvl_tail[off + j] = tail[idx]
-                bit_set(mkt, bits, summ, m, side, j)
-                b = best[m, side]
-                if b < 0 or (side == 0 and j > b) or (side == 1 and j < b):
-                    best[m, side] = j
+        if delta > 0:
+            start, stop, step = delta, levels, 1
+        else:
+            start, stop, step = levels - 1 + delta, -1, -1
+        for idx in range(start, stop, step):
+            if lvl_head[off + idx] != -1:
+                j = off + idx - delta
+                lvl_qty[j] = lvl_qty[off + idx]
+                lvl_head[j] = lvl_head[off + idx]
+                lvl_tail[j] = lvl_tail[off + idx]
+                lvl_qty[off + idx] = 0
+                lvl_head[off + idx] = -1
+                lvl_tail[off + idx] = -1
     mkt[m]["base"] = new_base
+    for side in range(2):
+        rebuild_occupancy(mkt, lvl_head, bits, summ, best, m, side)
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def do_set_mark(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                 acct_head, acct_tail, acct_count, free, heap, ctr):
     m = c["market"]
@@ -651,7 +647,7 @@ def do_set_mark(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, sum
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def do_tick(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
             acct_head, acct_tail, acct_count, free, heap, ctr):
     ts = c["ts"]
@@ -666,7 +662,7 @@ def do_tick(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, b
 # ---------------------------------------------------------------------------- the loop
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def event_bound(c, mkt, count, acct_head, acct_count, ctr):
     """Most events the command ``c`` can emit (each order touched gives at most two)."""
     kind = c["kind"]
@@ -687,7 +683,7 @@ def event_bound(c, mkt, count, acct_head, acct_count, ctr):
     return 4
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def apply_kernel(cmds, start, ev, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                  acct_head, acct_tail, acct_count, free, heap, ctr):
     """Process ``cmds[start:]``. Returns (next command, events written, events needed): the
