@@ -107,6 +107,7 @@ R_NOT_OWNER = int(Reject.NOT_ORDER_OWNER)
 R_AMEND_NO_CHANGE = int(Reject.AMEND_NO_CHANGE)
 R_BOOK_FULL = int(Reject.BOOK_FULL)
 R_NO_MARK = int(Reject.NO_MARK)
+R_ORDER_ID_MISSING = int(Reject.ORDER_ID_MISSING)
 
 
 # Kernels take the engine's arrays positionally, always in this order:
@@ -456,7 +457,7 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
     o["tif"] = tif
     o["stp"] = stp
     o["live"] = 1
-    n = emit(ev, n, E_ACCEPTED, i, ts, m, a, oid, side, price, size, size, 0, 0)
+    n = emit(ev, n, E_ACCEPTED, i, ts, m, a, oid, side, price, size, 0, 0, 0)
     n, stopped = match(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                        acct_head, acct_tail, acct_count, free, heap, ctr, slot)
     return finish_taker(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
@@ -479,6 +480,8 @@ def locate(c, orders, mkt, acct_head):
         slot = oid & SLOT_MASK
         if slot >= orders.shape[0] or orders[slot]["live"] == 0 or orders[slot]["oid"] != oid:
             return -1, R_UNKNOWN_ORDER
+    elif (c["cloid0"] | c["cloid1"] | c["cloid2"] | c["cloid3"]) == 0:
+        return -1, R_ORDER_ID_MISSING
     else:
         slot = find_cloid(orders, acct_head, a, c["cloid0"], c["cloid1"], c["cloid2"], c["cloid3"])
         if slot < 0:
@@ -513,7 +516,7 @@ def do_cancel_all(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, s
     elif a < 0 or a >= acct_head.shape[0]:
         code = R_UNKNOWN_ACCOUNT
     if code != 0:
-        return emit_reject(ev, n, i, c["ts"], m, a, 0, code)
+        return emit_reject(ev, n, i, c["ts"], m, a, c["oid"], code)
     s = acct_head[a]
     while s != -1:
         nxt = orders[s]["anext"]
@@ -630,7 +633,7 @@ def do_set_mark(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, sum
     elif price <= 0 or price > MAX_MARK_TICKS:
         code = R_MARK_INVALID
     if code != 0:
-        return emit_reject(ev, n, i, c["ts"], m, 0, 0, code)
+        return emit_reject(ev, n, i, c["ts"], m, c["account"], c["oid"], code)
     levels = mkt[m]["levels"]
     mkt[m]["mark"] = price
     new_base = price - levels // 2
@@ -652,7 +655,7 @@ def do_tick(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, b
             acct_head, acct_tail, acct_count, free, heap, ctr):
     ts = c["ts"]
     if c["pre_reject"] != 0:
-        return emit_reject(ev, n, i, ts, c["market"], c["account"], 0, c["pre_reject"])
+        return emit_reject(ev, n, i, ts, c["market"], c["account"], c["oid"], c["pre_reject"])
     while ctr[C_HEAP_N] > 0 and orders[heap[0]]["expires_at"] <= ts:
         n = cancel_resting(ev, n, i, ts, E_EXPIRED, 0, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ,
                            best, count, acct_head, acct_tail, acct_count, free, heap, ctr, heap[0], True)
@@ -731,9 +734,9 @@ def apply_kernel(cmds, start, ev, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits
             left = ncmd - i - 1
             cnt = c["size"]
             if c["pre_reject"] != 0:
-                n = emit_reject(ev, n, i, c["ts"], c["market"], c["account"], 0, c["pre_reject"])
+                n = emit_reject(ev, n, i, c["ts"], c["market"], c["account"], c["oid"], c["pre_reject"])
             elif cnt < 0 or cnt > MAX_BATCH_ACTIONS or cnt > left:
-                n = emit_reject(ev, n, i, c["ts"], c["market"], c["account"], 0, R_BATCH_TOO_LARGE)
+                n = emit_reject(ev, n, i, c["ts"], c["market"], c["account"], c["oid"], R_BATCH_TOO_LARGE)
                 skip = min(max(cnt, 0), left)
                 i += 1 + skip
                 continue

@@ -295,11 +295,7 @@ class ReferenceEngine:
         code = (
             self._place_size_price_code(m, cmd, price)
             or m.notional_code(price, cmd.size)
-            or (Reject.EXPIRY_IN_PAST if expires_at != 0 and expires_at <= cmd.ts else 0)
-            or (Reject.DUPLICATE_CLOID if self._has_cloid(cmd.account, cloid) else 0)
-            or (Reject.POST_ONLY_WOULD_CROSS if cmd.tif == Tif.ALO and self._would_cross(m, cmd.side, price) else 0)
-            or (Reject.FOK_NOT_FILLABLE if cmd.tif == Tif.FOK and not self._fillable(m, cmd, price) else 0)
-            or (Reject.BOOK_FULL if not self._free else 0)
+            or self._place_book_code(m, cmd, price, expires_at, cloid)
         )
         if code:
             return self._reject(cmd, code)
@@ -409,6 +405,20 @@ class ReferenceEngine:
         low, high = m.band()
         return Reject.PRICE_OUTSIDE_BAND if not low <= price <= high else 0
 
+    def _place_book_code(self, m: _Market, cmd: _Cmd, price: int, expires_at: int, cloid: tuple) -> int:
+        """Checks 7-11 of PLACE: expiry, duplicate cloid, post-only, fill-or-kill, a free slot."""
+        if expires_at != 0 and expires_at <= cmd.ts:
+            return Reject.EXPIRY_IN_PAST
+        if self._has_cloid(cmd.account, cloid):
+            return Reject.DUPLICATE_CLOID
+        if cmd.tif == Tif.ALO and self._would_cross(m, cmd.side, price):
+            return Reject.POST_ONLY_WOULD_CROSS
+        if cmd.tif == Tif.FOK and not self._fillable(m, cmd, price):
+            return Reject.FOK_NOT_FILLABLE
+        if not self._free:
+            return Reject.BOOK_FULL
+        return 0
+
     @staticmethod
     def _amend_code(m: _Market, o: _Order, new_price: int, new_size: int) -> int:
         if new_price == o.price and new_size == o.remaining:
@@ -427,7 +437,8 @@ class ReferenceEngine:
 
     def _target(self, cmd: _Cmd) -> tuple[_Order | None, int]:
         """CANCEL/AMEND steps 1-3: (order, 0) or (None, the first failing check's code).
-        By oid if non-zero, else by a non-zero cloid among the account's open orders."""
+        By oid if non-zero, else by a non-zero cloid among the account's open orders
+        (neither given: ORDER_ID_MISSING)."""
         code = self._id_code(cmd)
         if code:
             return None, code
@@ -435,10 +446,10 @@ class ReferenceEngine:
             o = self._orders.get(cmd.oid)
         else:
             cloid = (cmd.cloid0, cmd.cloid1, cmd.cloid2, cmd.cloid3)
-            o = None
-            if cloid != NO_CLOID:
-                mine = (self._orders[oid] for oid in self._by_account.get(cmd.account, ()))
-                o = next((x for x in mine if x.cloid == cloid), None)
+            if cloid == NO_CLOID:
+                return None, Reject.ORDER_ID_MISSING
+            mine = (self._orders[oid] for oid in self._by_account.get(cmd.account, ()))
+            o = next((x for x in mine if x.cloid == cloid), None)
         if o is None or o.market != cmd.market:
             return None, Reject.UNKNOWN_ORDER
         if o.account != cmd.account:
@@ -637,12 +648,14 @@ class ReferenceEngine:
             for side in SIDES:
                 for price, level in m.books[side].items():
                     _require(level.orders, "empty level left in a book")
-                    _require(level.total == sum(o.remaining for o in level.orders), "level total != sum of orders")
+                    total = sum(o.remaining for o in level.orders)
+                    _require(level.total == total, "level total != sum of orders")
                     _require(m.in_window(price), "resting price outside the ladder window")
                     for o in level.orders:
                         _require(o.remaining > 0, "non-positive remaining at rest")
                         _require(o.oid not in seen, "order in two places")
-                        _require((o.market, o.side, o.price) == (m.index, side, price), "order filed under the wrong level")
+                        where = (o.market, o.side, o.price)
+                        _require(where == (m.index, side, price), "order filed under the wrong level")
                         _require(self._orders.get(o.oid) is o, "resting order missing from the order index")
                         _require(0 < o.oid >> SLOT_BITS <= self._order_seq, "oid from the future")
                         seen[o.oid] = o
