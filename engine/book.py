@@ -141,7 +141,7 @@ def msb(x):
 # ---------------------------------------------------------------------------- occupancy
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def bit_set(mkt, bits, summ, m, side, idx):
     w = idx >> 6
     wi = mkt[m]["bit_off"] + side * mkt[m]["nwords"] + w
@@ -150,7 +150,7 @@ def bit_set(mkt, bits, summ, m, side, idx):
     summ[si] |= _ONE << np.uint64(w & 63)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def bit_clear(mkt, bits, summ, m, side, idx):
     w = idx >> 6
     wi = mkt[m]["bit_off"] + side * mkt[m]["nwords"] + w
@@ -249,7 +249,7 @@ def rebuild_occupancy(mkt, lvl_head, bits, summ, best, m, side):
 # ---------------------------------------------------------------------------- levels
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def level_link(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count, slot):
     """Append a slot at the tail of its price level (it gets the worst priority there)."""
     m = orders[slot]["market"]
@@ -272,7 +272,7 @@ def level_link(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count
     count[m, side] += 1
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def level_unlink(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count, slot):
     """Take a slot out of its level's FIFO, keeping the level total and occupancy right."""
     m = orders[slot]["market"]
@@ -300,7 +300,7 @@ def level_unlink(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, cou
 # ---------------------------------------------------------------------------- accounts
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def acct_link(orders, acct_head, acct_tail, acct_count, slot):
     a = orders[slot]["account"]
     tail = acct_tail[a]
@@ -314,7 +314,7 @@ def acct_link(orders, acct_head, acct_tail, acct_count, slot):
     acct_count[a] += 1
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def acct_unlink(orders, acct_head, acct_tail, acct_count, slot):
     a = orders[slot]["account"]
     prev = orders[slot]["aprev"]
@@ -418,7 +418,7 @@ def heap_remove(orders, heap, ctr, slot):
 # ---------------------------------------------------------------------------- slots
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def slot_alloc(free, ctr):
     """Pop a free slot, or -1 when the pool is exhausted."""
     top = ctr[C_FREE_TOP]
@@ -428,7 +428,7 @@ def slot_alloc(free, ctr):
     return free[top - 1]
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def slot_release(orders, free, ctr, slot):
     orders[slot]["live"] = 0
     top = ctr[C_FREE_TOP]

@@ -118,7 +118,7 @@ R_ORDER_ID_MISSING = int(Reject.ORDER_ID_MISSING)
 # ---------------------------------------------------------------------------- events
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def emit(ev, n, kind, cmd, ts, market, account, oid, side, price, size, remaining, code, reason):
     e = ev[n]
     e["kind"] = kind
@@ -138,19 +138,19 @@ def emit(ev, n, kind, cmd, ts, market, account, oid, side, price, size, remainin
     return n + 1
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def emit_order(ev, n, kind, cmd, ts, orders, slot, size, reason):
     """An event about one order (cancelled, expired, amended) read from its slot."""
     o = orders[slot]
     return emit(ev, n, kind, cmd, ts, o["market"], o["account"], o["oid"], o["side"], o["price"], size, 0, 0, reason)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def emit_reject(ev, n, cmd, ts, market, account, oid, code):
     return emit(ev, n, E_REJECTED, cmd, ts, market, account, oid, 0, 0, 0, 0, code, 0)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def emit_level(ev, n, cmd, ts, mkt, lvl_qty, m, side, idx):
     li = mkt[m]["lvl_off"] + side * mkt[m]["levels"] + idx
     return emit(ev, n, E_LEVEL, cmd, ts, m, 0, 0, side, mkt[m]["base"] + idx, lvl_qty[li], 0, 0, 0)
@@ -159,7 +159,7 @@ def emit_level(ev, n, cmd, ts, mkt, lvl_qty, m, side, idx):
 # ---------------------------------------------------------------------------- removal
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def remove_resting(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                    acct_head, acct_tail, acct_count, free, heap, ctr, slot):
     """A resting order leaves the book for good: level, account list, heap, slot."""
@@ -170,7 +170,7 @@ def remove_resting(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, c
     slot_release(orders, free, ctr, slot)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def cancel_resting(ev, n, cmd, ts, kind, reason, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ,
                    best, count, acct_head, acct_tail, acct_count, free, heap, ctr, slot, with_level):
     """Event (CANCELLED or EXPIRED), removal, then the level's new total if asked."""
@@ -188,7 +188,7 @@ def cancel_resting(ev, n, cmd, ts, kind, reason, orders, mkt, lvl_qty, lvl_head,
 # ---------------------------------------------------------------------------- prices
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def band(mkt, m):
     """(low, high) ticks of the price band; the half-width is floored and capped at L/4."""
     mark = mkt[m]["mark"]
@@ -202,7 +202,7 @@ def band(mkt, m):
     return low, mark + hw
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def protection_price(mkt, m, side):
     """Limit of a market order: mark ± floored slippage, clamped into the band."""
     mark = mkt[m]["mark"]
@@ -215,7 +215,7 @@ def protection_price(mkt, m, side):
     return low if p < low else p
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def notional_check(mkt, m, price, size):
     """0, VALUE_OVERFLOW or NOTIONAL_BELOW_MIN for price × size × atoms-per-tick-lot."""
     atl = mkt[m]["atl"]
@@ -226,7 +226,7 @@ def notional_check(mkt, m, price, size):
     return 0
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def crosses(mkt, best, m, side, price):
     """Would an order at ``price`` on ``side`` take liquidity?"""
     b = best[m, 1 - side]
