@@ -17,15 +17,20 @@ from numba import njit
 from engine.book import (
     C_BATCH_LEFT,
     C_FREE_TOP,
-    C_HEAP_N,
     C_LIVE,
     C_ORDER_SEQ,
     MARKET_DTYPE,
     N_COUNTERS,
     ORDER_DTYPE,
 )
-from engine.commands import COMMAND_DTYPE, EVENT_DTYPE, OpenOrder, to_records, unpack_cloid
-from engine.matching import apply_kernel
+from engine.commands import (
+    COMMAND_DTYPE,
+    EVENT_DTYPE,
+    OpenOrder,
+    to_records,
+    unpack_cloid,
+)
+from engine.kernel import apply_kernel
 from engine.spec import EngineConfig, MarketSpec, validate_markets
 
 ORDER_HASH_FIELDS = 10  # oid, account, remaining, tif, stp, expires_at, cloid0..3

@@ -8,8 +8,6 @@ grows the buffer and calls again from where it stopped. Nothing is allocated per
 The rules (checks in order, events in order) are those of docs/matching.md; the reference
 engine (engine/reference.py) implements the same rules slowly and obviously.
 
-Rounding: the band half-width and the market-order slippage are floored, so neither ever
-widens by rounding.
 """
 
 from __future__ import annotations
@@ -18,8 +16,6 @@ import numpy as np
 from numba import njit
 
 from engine.book import (
-    C_BATCH_LEFT,
-    C_HEAP_N,
     C_LIVE,
     C_ORDER_SEQ,
     C_PRIO_SEQ,
@@ -28,135 +24,55 @@ from engine.book import (
     acct_link,
     acct_unlink,
     find_cloid,
-    find_down,
-    find_up,
     heap_push,
     heap_remove,
     level_link,
     level_unlink,
     next_level,
-    rebuild_occupancy,
     slot_alloc,
     slot_release,
 )
-from engine.codes import (
-    MAX_BATCH_ACTIONS,
-    MAX_MARK_TICKS,
-    CancelReason,
-    CommandKind,
-    EventKind,
-    Reject,
-    Stp,
-    Tif,
+from engine.emit import emit, emit_level, emit_order, emit_reject
+from engine.kernel_consts import (
+    CR_CANCEL_ALL,
+    CR_IOC,
+    CR_STP_MAKER,
+    CR_STP_TAKER,
+    CR_USER,
+    E_ACCEPTED,
+    E_AMENDED,
+    E_CANCELLED,
+    E_FILL,
+    R_AMEND_NO_CHANGE,
+    R_BAD_FIELD,
+    R_BOOK_FULL,
+    R_DUPLICATE_CLOID,
+    R_EXPIRY_IN_PAST,
+    R_FOK_NOT_FILLABLE,
+    R_NO_MARK,
+    R_NOT_OWNER,
+    R_ORDER_ID_MISSING,
+    R_POST_ONLY,
+    R_PRICE_NOT_POSITIVE,
+    R_PRICE_OUTSIDE_BAND,
+    R_SIZE_ABOVE_MAX,
+    R_SIZE_NOT_POSITIVE,
+    R_UNKNOWN_ACCOUNT,
+    R_UNKNOWN_MARKET,
+    R_UNKNOWN_ORDER,
+    STP_BOTH,
+    STP_MAKER,
+    STP_TAKER,
+    TIF_ALO,
+    TIF_FOK,
+    TIF_GTC,
+    TIF_MARKET,
 )
-
-INT64_MAX = (1 << 63) - 1
-PPM = 1_000_000
-
-K_PLACE = int(CommandKind.PLACE)
-K_CANCEL = int(CommandKind.CANCEL)
-K_CANCEL_ALL = int(CommandKind.CANCEL_ALL)
-K_AMEND = int(CommandKind.AMEND)
-K_BATCH = int(CommandKind.BATCH)
-K_SET_MARK = int(CommandKind.SET_MARK)
-K_TICK = int(CommandKind.TICK)
-
-E_ACCEPTED = int(EventKind.ACCEPTED)
-E_REJECTED = int(EventKind.REJECTED)
-E_FILL = int(EventKind.FILL)
-E_CANCELLED = int(EventKind.CANCELLED)
-E_EXPIRED = int(EventKind.EXPIRED)
-E_AMENDED = int(EventKind.AMENDED)
-E_LEVEL = int(EventKind.LEVEL)
-
-TIF_GTC = int(Tif.GTC)
-TIF_IOC = int(Tif.IOC)
-TIF_FOK = int(Tif.FOK)
-TIF_ALO = int(Tif.ALO)
-TIF_MARKET = int(Tif.MARKET)
-
-STP_MAKER = int(Stp.EXPIRE_MAKER)
-STP_TAKER = int(Stp.EXPIRE_TAKER)
-STP_BOTH = int(Stp.EXPIRE_BOTH)
-
-CR_USER = int(CancelReason.USER)
-CR_IOC = int(CancelReason.IOC_REMAINDER)
-CR_STP_MAKER = int(CancelReason.STP_MAKER)
-CR_STP_TAKER = int(CancelReason.STP_TAKER)
-CR_CANCEL_ALL = int(CancelReason.CANCEL_ALL)
-CR_WINDOW = int(CancelReason.OUT_OF_WINDOW)
-
-R_SIZE_NOT_POSITIVE = int(Reject.SIZE_NOT_POSITIVE)
-R_SIZE_ABOVE_MAX = int(Reject.SIZE_ABOVE_MAX)
-R_NOTIONAL_BELOW_MIN = int(Reject.NOTIONAL_BELOW_MIN)
-R_PRICE_NOT_POSITIVE = int(Reject.PRICE_NOT_POSITIVE)
-R_PRICE_OUTSIDE_BAND = int(Reject.PRICE_OUTSIDE_BAND)
-R_VALUE_OVERFLOW = int(Reject.VALUE_OVERFLOW)
-R_UNKNOWN_MARKET = int(Reject.UNKNOWN_MARKET)
-R_UNKNOWN_ACCOUNT = int(Reject.UNKNOWN_ACCOUNT)
-R_BAD_FIELD = int(Reject.BAD_FIELD)
-R_EXPIRY_IN_PAST = int(Reject.EXPIRY_IN_PAST)
-R_DUPLICATE_CLOID = int(Reject.DUPLICATE_CLOID)
-R_BATCH_TOO_LARGE = int(Reject.BATCH_TOO_LARGE)
-R_BATCH_NESTED = int(Reject.BATCH_NESTED)
-R_MARK_INVALID = int(Reject.MARK_INVALID)
-R_FOK_NOT_FILLABLE = int(Reject.FOK_NOT_FILLABLE)
-R_POST_ONLY = int(Reject.POST_ONLY_WOULD_CROSS)
-R_UNKNOWN_ORDER = int(Reject.UNKNOWN_ORDER)
-R_NOT_OWNER = int(Reject.NOT_ORDER_OWNER)
-R_AMEND_NO_CHANGE = int(Reject.AMEND_NO_CHANGE)
-R_BOOK_FULL = int(Reject.BOOK_FULL)
-R_NO_MARK = int(Reject.NO_MARK)
-R_ORDER_ID_MISSING = int(Reject.ORDER_ID_MISSING)
-
+from engine.limits import band, crosses, notional_check, protection_price
 
 # Kernels take the engine's arrays positionally, always in this order:
 # orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
 # acct_head, acct_tail, acct_count, free, heap, ctr.
-
-
-# ---------------------------------------------------------------------------- events
-
-
-@njit(cache=True, _nrt=False, inline="always")
-def emit(ev, n, kind, cmd, ts, market, account, oid, side, price, size, remaining, code, reason):
-    e = ev[n]
-    e["kind"] = kind
-    e["side"] = side
-    e["reason"] = reason
-    e["code"] = code
-    e["cmd"] = cmd
-    e["market"] = market
-    e["account"] = account
-    e["maker_account"] = 0
-    e["oid"] = oid
-    e["maker_oid"] = 0
-    e["price"] = price
-    e["size"] = size
-    e["remaining"] = remaining
-    e["ts"] = ts
-    return n + 1
-
-
-@njit(cache=True, _nrt=False, inline="always")
-def emit_order(ev, n, kind, cmd, ts, orders, slot, size, reason):
-    """An event about one order (cancelled, expired, amended) read from its slot."""
-    o = orders[slot]
-    return emit(ev, n, kind, cmd, ts, o["market"], o["account"], o["oid"], o["side"], o["price"], size, 0, 0, reason)
-
-
-@njit(cache=True, _nrt=False, inline="always")
-def emit_reject(ev, n, cmd, ts, market, account, oid, code):
-    return emit(ev, n, E_REJECTED, cmd, ts, market, account, oid, 0, 0, 0, 0, code, 0)
-
-
-@njit(cache=True, _nrt=False, inline="always")
-def emit_level(ev, n, cmd, ts, mkt, lvl_qty, m, side, idx):
-    li = mkt[m]["lvl_off"] + side * mkt[m]["levels"] + idx
-    return emit(ev, n, E_LEVEL, cmd, ts, m, 0, 0, side, mkt[m]["base"] + idx, lvl_qty[li], 0, 0, 0)
-
-
-# ---------------------------------------------------------------------------- removal
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -183,57 +99,6 @@ def cancel_resting(ev, n, cmd, ts, kind, reason, orders, mkt, lvl_qty, lvl_head,
     if with_level:
         n = emit_level(ev, n, cmd, ts, mkt, lvl_qty, m, side, idx)
     return n
-
-
-# ---------------------------------------------------------------------------- prices
-
-
-@njit(cache=True, _nrt=False, inline="always")
-def band(mkt, m):
-    """(low, high) ticks of the price band; the half-width is floored and capped at L/4."""
-    mark = mkt[m]["mark"]
-    hw = mark * mkt[m]["band_ppm"] // PPM
-    cap = mkt[m]["levels"] // 4
-    if hw > cap:
-        hw = cap
-    low = mark - hw
-    if low < 1:
-        low = 1
-    return low, mark + hw
-
-
-@njit(cache=True, _nrt=False, inline="always")
-def protection_price(mkt, m, side):
-    """Limit of a market order: mark ± floored slippage, clamped into the band."""
-    mark = mkt[m]["mark"]
-    off = mark * mkt[m]["slip_ppm"] // PPM
-    low, high = band(mkt, m)
-    if side == 0:
-        p = mark + off
-        return high if p > high else p
-    p = mark - off
-    return low if p < low else p
-
-
-@njit(cache=True, _nrt=False, inline="always")
-def notional_check(mkt, m, price, size):
-    """0, VALUE_OVERFLOW or NOTIONAL_BELOW_MIN for price × size × atoms-per-tick-lot."""
-    atl = mkt[m]["atl"]
-    if price > INT64_MAX // atl or size > INT64_MAX // (price * atl):
-        return R_VALUE_OVERFLOW
-    if price * size * atl < mkt[m]["min_notional"]:
-        return R_NOTIONAL_BELOW_MIN
-    return 0
-
-
-@njit(cache=True, _nrt=False, inline="always")
-def crosses(mkt, best, m, side, price):
-    """Would an order at ``price`` on ``side`` take liquidity?"""
-    b = best[m, 1 - side]
-    if b < 0:
-        return False
-    lp = mkt[m]["base"] + b
-    return lp <= price if side == 0 else lp >= price
 
 
 @njit(cache=True, _nrt=False)
@@ -572,179 +437,3 @@ def do_amend(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
                        acct_head, acct_tail, acct_count, free, heap, ctr, slot)
     return finish_taker(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                         acct_head, acct_tail, acct_count, free, heap, ctr, slot, stopped, True)
-
-
-@njit(cache=True, _nrt=False)
-def recentre(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-             acct_head, acct_tail, acct_count, free, heap, ctr, m, new_base):
-    """Move market ``m``'s window to start at ``new_base``: cancel what falls outside (bids
-    from the top down, then asks from the bottom up), then shift the surviving levels."""
-    levels = mkt[m]["levels"]
-    base = mkt[m]["base"]
-    for side in range(2):
-        idx = find_down(mkt, bits, summ, m, side, levels - 1) if side == 0 else find_up(mkt, bits, summ, m, side, 0)
-        while idx >= 0:
-            price = base + idx
-            if price < new_base or price >= new_base + levels:
-                li = mkt[m]["lvl_off"] + side * levels + idx
-                s = lvl_head[li]
-                while s != -1:
-                    nxt = orders[s]["next"]
-                    n = cancel_resting(ev, n, cmd, ts, E_CANCELLED, CR_WINDOW, orders, mkt, lvl_qty, lvl_head,
-                                       lvl_tail, bits, summ, best, count, acct_head, acct_tail, acct_count,
-                                       free, heap, ctr, s, False)
-                    s = nxt
-                n = emit(ev, n, E_LEVEL, cmd, ts, m, 0, 0, side, price, 0, 0, 0, 0)
-            idx = next_level(mkt, bits, summ, m, side, idx)
-    # Shift the survivors: level idx moves to idx - delta, walking in the direction in
-    # which a destination has always been vacated already.
-    delta = new_base - base
-    for side in range(2):
-        off = mkt[m]["lvl_off"] + side * levels
-        if delta > 0:
-            start, stop, step = delta, levels, 1
-        else:
-            start, stop, step = levels - 1 + delta, -1, -1
-        for idx in range(start, stop, step):
-            if lvl_head[off + idx] != -1:
-                j = off + idx - delta
-                lvl_qty[j] = lvl_qty[off + idx]
-                lvl_head[j] = lvl_head[off + idx]
-                lvl_tail[j] = lvl_tail[off + idx]
-                lvl_qty[off + idx] = 0
-                lvl_head[off + idx] = -1
-                lvl_tail[off + idx] = -1
-    mkt[m]["base"] = new_base
-    for side in range(2):
-        rebuild_occupancy(mkt, lvl_head, bits, summ, best, m, side)
-    return n
-
-
-@njit(cache=True, _nrt=False)
-def do_set_mark(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                acct_head, acct_tail, acct_count, free, heap, ctr):
-    m = c["market"]
-    price = c["price"]
-    code = 0
-    if c["pre_reject"] != 0:
-        code = c["pre_reject"]
-    elif m < 0 or m >= mkt.shape[0]:
-        code = R_UNKNOWN_MARKET
-    elif price <= 0 or price > MAX_MARK_TICKS:
-        code = R_MARK_INVALID
-    if code != 0:
-        return emit_reject(ev, n, i, c["ts"], m, c["account"], c["oid"], code)
-    levels = mkt[m]["levels"]
-    mkt[m]["mark"] = price
-    new_base = price - levels // 2
-    if new_base < 1:
-        new_base = 1
-    if mkt[m]["base"] == 0:
-        mkt[m]["base"] = new_base
-        return n
-    low, high = band(mkt, m)
-    base = mkt[m]["base"]
-    if low < base or high >= base + levels:
-        n = recentre(ev, n, i, c["ts"], orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                     acct_head, acct_tail, acct_count, free, heap, ctr, m, new_base)
-    return n
-
-
-@njit(cache=True, _nrt=False)
-def do_tick(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-            acct_head, acct_tail, acct_count, free, heap, ctr):
-    ts = c["ts"]
-    if c["pre_reject"] != 0:
-        return emit_reject(ev, n, i, ts, c["market"], c["account"], c["oid"], c["pre_reject"])
-    while ctr[C_HEAP_N] > 0 and orders[heap[0]]["expires_at"] <= ts:
-        n = cancel_resting(ev, n, i, ts, E_EXPIRED, 0, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ,
-                           best, count, acct_head, acct_tail, acct_count, free, heap, ctr, heap[0], True)
-    return n
-
-
-# ---------------------------------------------------------------------------- the loop
-
-
-@njit(cache=True, _nrt=False, inline="always")
-def event_bound(c, mkt, count, acct_head, acct_count, ctr):
-    """Most events the command ``c`` can emit (each order touched gives at most two)."""
-    kind = c["kind"]
-    m = c["market"]
-    valid_m = m >= 0 and m < mkt.shape[0]
-    if kind == K_PLACE and valid_m and c["side"] <= 1:
-        return 8 + 2 * count[m, 1 - c["side"]]
-    if kind == K_PLACE or kind == K_AMEND:
-        if valid_m:
-            return 8 + 2 * (count[m, 0] + count[m, 1])
-    elif kind == K_CANCEL_ALL:
-        a = c["account"]
-        if a >= 0 and a < acct_head.shape[0]:
-            return 4 + 2 * acct_count[a]
-    elif kind == K_SET_MARK:
-        if valid_m:
-            return 4 + 2 * (count[m, 0] + count[m, 1])
-    elif kind == K_TICK:
-        return 4 + 2 * ctr[C_HEAP_N]
-    return 4
-
-
-@njit(cache=True, _nrt=False)
-def apply_kernel(cmds, start, ev, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                 acct_head, acct_tail, acct_count, free, heap, ctr):
-    """Process ``cmds[start:]``. Returns (next command, events written, events needed): the
-    loop stops early only when the next command might not fit in ``ev``."""
-    n = 0
-    ncmd = cmds.shape[0]
-    cap = ev.shape[0]
-    i = start
-    while i < ncmd:
-        c = cmds[i]
-        need = event_bound(c, mkt, count, acct_head, acct_count, ctr)
-        if n + need > cap:
-            return i, n, need
-        kind = c["kind"]
-        in_batch = ctr[C_BATCH_LEFT] > 0
-        if in_batch:
-            ctr[C_BATCH_LEFT] -= 1
-            if kind == K_BATCH:
-                n = emit_reject(ev, n, i, c["ts"], c["market"], c["account"], c["oid"], R_BATCH_NESTED)
-                i += 1
-                continue
-            if kind != K_PLACE and kind != K_CANCEL and kind != K_AMEND:
-                n = emit_reject(ev, n, i, c["ts"], c["market"], c["account"], c["oid"], R_BAD_FIELD)
-                i += 1
-                continue
-        if kind == K_PLACE:
-            n = do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                         acct_head, acct_tail, acct_count, free, heap, ctr)
-        elif kind == K_CANCEL:
-            n = do_cancel(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                          acct_head, acct_tail, acct_count, free, heap, ctr)
-        elif kind == K_AMEND:
-            n = do_amend(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                         acct_head, acct_tail, acct_count, free, heap, ctr)
-        elif kind == K_CANCEL_ALL:
-            n = do_cancel_all(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                              acct_head, acct_tail, acct_count, free, heap, ctr)
-        elif kind == K_SET_MARK:
-            n = do_set_mark(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                            acct_head, acct_tail, acct_count, free, heap, ctr)
-        elif kind == K_TICK:
-            n = do_tick(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                        acct_head, acct_tail, acct_count, free, heap, ctr)
-        elif kind == K_BATCH:
-            left = ncmd - i - 1
-            cnt = c["size"]
-            if c["pre_reject"] != 0:
-                n = emit_reject(ev, n, i, c["ts"], c["market"], c["account"], c["oid"], c["pre_reject"])
-            elif cnt < 0 or cnt > MAX_BATCH_ACTIONS or cnt > left:
-                n = emit_reject(ev, n, i, c["ts"], c["market"], c["account"], c["oid"], R_BATCH_TOO_LARGE)
-                skip = min(max(cnt, 0), left)
-                i += 1 + skip
-                continue
-            else:
-                ctr[C_BATCH_LEFT] = cnt
-        else:
-            n = emit_reject(ev, n, i, c["ts"], c["market"], c["account"], c["oid"], R_BAD_FIELD)
-        i += 1
-    return i, n, 0

@@ -47,7 +47,13 @@ from engine.codes import (
     Stp,
     Tif,
 )
-from engine.commands import COMMAND_DTYPE, EVENT_DTYPE, OpenOrder, to_records, unpack_cloid
+from engine.commands import (
+    COMMAND_DTYPE,
+    EVENT_DTYPE,
+    OpenOrder,
+    to_records,
+    unpack_cloid,
+)
 from engine.spec import EngineConfig, MarketSpec, validate_markets
 from engine.units import INT64_MAX, PPM
 

@@ -1,0 +1,125 @@
+"""The matching loop: one compiled pass over a batch of command records.
+
+``apply_kernel`` processes records ``start..n`` in order and writes events into a
+preallocated buffer. Before each command it computes an upper bound on the events that
+command can emit; if the buffer cannot hold them it stops and returns, and the caller
+grows the buffer and calls again from where it stopped. Nothing is allocated per command.
+
+The per-command kernels are inlined into this loop (``inline="always"``): numba passes each
+array argument as a struct of seven machine words, and with fifteen arrays a call per
+command costs more than the matching itself.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from engine.book import (
+    C_BATCH_LEFT,
+    C_HEAP_N,
+)
+from engine.codes import MAX_BATCH_ACTIONS
+from engine.emit import emit_reject
+from engine.kernel_consts import (
+    K_AMEND,
+    K_BATCH,
+    K_CANCEL,
+    K_CANCEL_ALL,
+    K_PLACE,
+    K_SET_MARK,
+    K_TICK,
+    R_BAD_FIELD,
+    R_BATCH_NESTED,
+    R_BATCH_TOO_LARGE,
+)
+from engine.market_state import do_set_mark, do_tick
+from engine.matching import do_amend, do_cancel, do_cancel_all, do_place
+
+# Kernels take the engine's arrays positionally, always in this order:
+# orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+# acct_head, acct_tail, acct_count, free, heap, ctr.
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def event_bound(c, mkt, count, acct_head, acct_count, ctr):
+    """Most events the command ``c`` can emit (each order touched gives at most two)."""
+    kind = c["kind"]
+    m = c["market"]
+    valid_m = m >= 0 and m < mkt.shape[0]
+    if kind == K_PLACE and valid_m and c["side"] <= 1:
+        return 8 + 2 * count[m, 1 - c["side"]]
+    if kind == K_PLACE or kind == K_AMEND:
+        if valid_m:
+            return 8 + 2 * (count[m, 0] + count[m, 1])
+    elif kind == K_CANCEL_ALL:
+        a = c["account"]
+        if a >= 0 and a < acct_head.shape[0]:
+            return 4 + 2 * acct_count[a]
+    elif kind == K_SET_MARK:
+        if valid_m:
+            return 4 + 2 * (count[m, 0] + count[m, 1])
+    elif kind == K_TICK:
+        return 4 + 2 * ctr[C_HEAP_N]
+    return 4
+
+
+@njit(cache=True, _nrt=False)
+def apply_kernel(cmds, start, ev, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                 acct_head, acct_tail, acct_count, free, heap, ctr):
+    """Process ``cmds[start:]``. Returns (next command, events written, events needed): the
+    loop stops early only when the next command might not fit in ``ev``."""
+    n = 0
+    ncmd = cmds.shape[0]
+    cap = ev.shape[0]
+    i = start
+    while i < ncmd:
+        c = cmds[i]
+        need = event_bound(c, mkt, count, acct_head, acct_count, ctr)
+        if n + need > cap:
+            return i, n, need
+        kind = c["kind"]
+        in_batch = ctr[C_BATCH_LEFT] > 0
+        if in_batch:
+            ctr[C_BATCH_LEFT] -= 1
+            if kind == K_BATCH:
+                n = emit_reject(ev, n, i, c["ts"], c["market"], c["account"], c["oid"], R_BATCH_NESTED)
+                i += 1
+                continue
+            if kind != K_PLACE and kind != K_CANCEL and kind != K_AMEND:
+                n = emit_reject(ev, n, i, c["ts"], c["market"], c["account"], c["oid"], R_BAD_FIELD)
+                i += 1
+                continue
+        if kind == K_PLACE:
+            n = do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                         acct_head, acct_tail, acct_count, free, heap, ctr)
+        elif kind == K_CANCEL:
+            n = do_cancel(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                          acct_head, acct_tail, acct_count, free, heap, ctr)
+        elif kind == K_AMEND:
+            n = do_amend(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                         acct_head, acct_tail, acct_count, free, heap, ctr)
+        elif kind == K_CANCEL_ALL:
+            n = do_cancel_all(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                              acct_head, acct_tail, acct_count, free, heap, ctr)
+        elif kind == K_SET_MARK:
+            n = do_set_mark(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                            acct_head, acct_tail, acct_count, free, heap, ctr)
+        elif kind == K_TICK:
+            n = do_tick(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                        acct_head, acct_tail, acct_count, free, heap, ctr)
+        elif kind == K_BATCH:
+            left = ncmd - i - 1
+            cnt = c["size"]
+            if c["pre_reject"] != 0:
+                n = emit_reject(ev, n, i, c["ts"], c["market"], c["account"], c["oid"], c["pre_reject"])
+            elif cnt < 0 or cnt > MAX_BATCH_ACTIONS or cnt > left:
+                n = emit_reject(ev, n, i, c["ts"], c["market"], c["account"], c["oid"], R_BATCH_TOO_LARGE)
+                skip = min(max(cnt, 0), left)
+                i += 1 + skip
+                continue
+            else:
+                ctr[C_BATCH_LEFT] = cnt
+        else:
+            n = emit_reject(ev, n, i, c["ts"], c["market"], c["account"], c["oid"], R_BAD_FIELD)
+        i += 1
+    return i, n, 0

@@ -1,0 +1,75 @@
+"""Integer constants for the kernels, taken once from the IntEnums of ``engine.codes``.
+
+numba freezes module-level integers into the compiled code; IntEnum members passed as
+arguments would defeat the cache (STYLE.md), so kernels use these plain names.
+"""
+
+from __future__ import annotations
+
+from engine.codes import (
+    CancelReason,
+    CommandKind,
+    EventKind,
+    Reject,
+    Stp,
+    Tif,
+)
+
+INT64_MAX = (1 << 63) - 1
+PPM = 1_000_000
+
+K_PLACE = int(CommandKind.PLACE)
+K_CANCEL = int(CommandKind.CANCEL)
+K_CANCEL_ALL = int(CommandKind.CANCEL_ALL)
+K_AMEND = int(CommandKind.AMEND)
+K_BATCH = int(CommandKind.BATCH)
+K_SET_MARK = int(CommandKind.SET_MARK)
+K_TICK = int(CommandKind.TICK)
+
+E_ACCEPTED = int(EventKind.ACCEPTED)
+E_REJECTED = int(EventKind.REJECTED)
+E_FILL = int(EventKind.FILL)
+E_CANCELLED = int(EventKind.CANCELLED)
+E_EXPIRED = int(EventKind.EXPIRED)
+E_AMENDED = int(EventKind.AMENDED)
+E_LEVEL = int(EventKind.LEVEL)
+
+TIF_GTC = int(Tif.GTC)
+TIF_IOC = int(Tif.IOC)
+TIF_FOK = int(Tif.FOK)
+TIF_ALO = int(Tif.ALO)
+TIF_MARKET = int(Tif.MARKET)
+
+STP_MAKER = int(Stp.EXPIRE_MAKER)
+STP_TAKER = int(Stp.EXPIRE_TAKER)
+STP_BOTH = int(Stp.EXPIRE_BOTH)
+
+CR_USER = int(CancelReason.USER)
+CR_IOC = int(CancelReason.IOC_REMAINDER)
+CR_STP_MAKER = int(CancelReason.STP_MAKER)
+CR_STP_TAKER = int(CancelReason.STP_TAKER)
+CR_CANCEL_ALL = int(CancelReason.CANCEL_ALL)
+CR_WINDOW = int(CancelReason.OUT_OF_WINDOW)
+
+R_SIZE_NOT_POSITIVE = int(Reject.SIZE_NOT_POSITIVE)
+R_SIZE_ABOVE_MAX = int(Reject.SIZE_ABOVE_MAX)
+R_NOTIONAL_BELOW_MIN = int(Reject.NOTIONAL_BELOW_MIN)
+R_PRICE_NOT_POSITIVE = int(Reject.PRICE_NOT_POSITIVE)
+R_PRICE_OUTSIDE_BAND = int(Reject.PRICE_OUTSIDE_BAND)
+R_VALUE_OVERFLOW = int(Reject.VALUE_OVERFLOW)
+R_UNKNOWN_MARKET = int(Reject.UNKNOWN_MARKET)
+R_UNKNOWN_ACCOUNT = int(Reject.UNKNOWN_ACCOUNT)
+R_BAD_FIELD = int(Reject.BAD_FIELD)
+R_EXPIRY_IN_PAST = int(Reject.EXPIRY_IN_PAST)
+R_DUPLICATE_CLOID = int(Reject.DUPLICATE_CLOID)
+R_BATCH_TOO_LARGE = int(Reject.BATCH_TOO_LARGE)
+R_BATCH_NESTED = int(Reject.BATCH_NESTED)
+R_MARK_INVALID = int(Reject.MARK_INVALID)
+R_FOK_NOT_FILLABLE = int(Reject.FOK_NOT_FILLABLE)
+R_POST_ONLY = int(Reject.POST_ONLY_WOULD_CROSS)
+R_UNKNOWN_ORDER = int(Reject.UNKNOWN_ORDER)
+R_NOT_OWNER = int(Reject.NOT_ORDER_OWNER)
+R_AMEND_NO_CHANGE = int(Reject.AMEND_NO_CHANGE)
+R_BOOK_FULL = int(Reject.BOOK_FULL)
+R_NO_MARK = int(Reject.NO_MARK)
+R_ORDER_ID_MISSING = int(Reject.ORDER_ID_MISSING)

@@ -1,0 +1,60 @@
+"""Price band, market-order protection price and notional limits of one market.
+
+Rounding: the band half-width and the market-order slippage are floored, so neither ever
+widens by rounding; the half-width is also capped at a quarter of the ladder so the band
+always lies inside the book's window (docs/matching.md).
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from engine.kernel_consts import INT64_MAX, PPM, R_NOTIONAL_BELOW_MIN, R_VALUE_OVERFLOW
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def band(mkt, m):
+    """(low, high) ticks of the price band; the half-width is floored and capped at L/4."""
+    mark = mkt[m]["mark"]
+    hw = mark * mkt[m]["band_ppm"] // PPM
+    cap = mkt[m]["levels"] // 4
+    if hw > cap:
+        hw = cap
+    low = mark - hw
+    if low < 1:
+        low = 1
+    return low, mark + hw
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def protection_price(mkt, m, side):
+    """Limit of a market order: mark ± floored slippage, clamped into the band."""
+    mark = mkt[m]["mark"]
+    off = mark * mkt[m]["slip_ppm"] // PPM
+    low, high = band(mkt, m)
+    if side == 0:
+        p = mark + off
+        return high if p > high else p
+    p = mark - off
+    return low if p < low else p
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def notional_check(mkt, m, price, size):
+    """0, VALUE_OVERFLOW or NOTIONAL_BELOW_MIN for price × size × atoms-per-tick-lot."""
+    atl = mkt[m]["atl"]
+    if price > INT64_MAX // atl or size > INT64_MAX // (price * atl):
+        return R_VALUE_OVERFLOW
+    if price * size * atl < mkt[m]["min_notional"]:
+        return R_NOTIONAL_BELOW_MIN
+    return 0
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def crosses(mkt, best, m, side, price):
+    """Would an order at ``price`` on ``side`` take liquidity?"""
+    b = best[m, 1 - side]
+    if b < 0:
+        return False
+    lp = mkt[m]["base"] + b
+    return lp <= price if side == 0 else lp >= price
