@@ -36,6 +36,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from sortedcontainers import SortedDict, SortedList, SortedSet
 
+from engine.book import SLOT_BITS, SLOT_MASK  # oid = (order_seq << SLOT_BITS) | slot
 from engine.codes import (
     MAX_BATCH_ACTIONS,
     MAX_MARK_TICKS,
@@ -57,8 +58,6 @@ from engine.commands import (
 from engine.spec import EngineConfig, MarketSpec, validate_markets
 from engine.units import INT64_MAX, PPM
 
-SLOT_BITS = 22  # oid = (order_seq << SLOT_BITS) | slot
-SLOT_MASK = (1 << SLOT_BITS) - 1
 NO_CLOID = (0, 0, 0, 0)
 HASH_SIDE_END = -1
 UINT64_SPAN = 1 << 64
