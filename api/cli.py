@@ -7,8 +7,13 @@ Subcommands
 * ``afterhours demo`` — the benchmark's short run (``--quick``: 100,000 commands per mix,
   10,000 checked against the reference engine) and its table. ``make run`` calls this until
   the node exists.
+* ``afterhours replay DIR [--events FROM:TO --out FILE] [--from-snapshot] [--json]`` —
+  replay a journal directory read-only (``engine.journal.audit``): the final sequence
+  number, the state hash, commands and events by kind; ``--events`` writes the events of
+  commands FROM..TO (inclusive) to FILE as JSON lines.
 
-The exit status is the benchmark's: 0 when every check passed, 1 otherwise.
+The exit status of ``bench`` and ``demo`` is the benchmark's: 0 when every check passed,
+1 otherwise. ``replay`` exits 0, or 1 with the journal error on standard error.
 """
 
 from __future__ import annotations
@@ -31,13 +36,85 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Run the matching benchmark's short demo (100,000 commands per mix) "
                                       "and print its table.")
     demo.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    add_replay_parser(sub)
     return parser
+
+
+def add_replay_parser(sub) -> None:
+    replay = sub.add_parser("replay", help="replay a journal directory and summarise it (read-only)",
+                            description="Replay a journal directory without changing it; print the final "
+                                        "sequence number, the state hash and commands/events by kind.")
+    replay.add_argument("directory", help="the journal directory (holds journal.json and seg-*.ahj)")
+    replay.add_argument("--events", metavar="FROM:TO", type=_seq_range,
+                        help="export the events of the commands with sequence numbers FROM..TO, inclusive "
+                             "(either end may be omitted: '100:', ':500')")
+    replay.add_argument("--out", metavar="FILE", help="the JSON-lines file --events writes (required with it)")
+    replay.add_argument("--from-snapshot", action="store_true",
+                        help="start from the newest usable snapshot instead of the journal's beginning")
+    replay.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
+
+
+def _seq_range(text: str) -> tuple[int, int]:
+    lo, sep, hi = text.partition(":")
+    try:
+        bounds = (int(lo) if lo else 1, int(hi) if hi else (1 << 63) - 1)
+    except ValueError:
+        bounds = None
+    if not sep or bounds is None or bounds[0] < 1 or bounds[0] > bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected FROM:TO with 1 <= FROM <= TO, got {text!r}")
+    return bounds
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    import contextlib
+    import json
+
+    import msgspec
+
+    from engine.journal import JournalError, replay_directory
+
+    if args.events is not None and not args.out:
+        print("afterhours replay: --events needs --out FILE", file=sys.stderr)
+        return 2
+    encode = msgspec.json.Encoder().encode
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(args.out, "wb")) if args.events is not None else None
+
+        def write(lines: list[dict]) -> None:
+            out.write(b"".join(encode(line) + b"\n" for line in lines))
+
+        try:
+            report = replay_directory(args.directory, use_snapshots=args.from_snapshot, event_range=args.events,
+                                      on_events=write if out else None)
+        except JournalError as err:
+            print(f"afterhours replay: {err}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(report), sort_keys=True))
+        return 0
+    print(f"journal         {report.directory}")
+    print(f"last sequence   {report.last_seq}")
+    print(f"state hash      {report.state_hash}")
+    start = f"snapshot at {report.snapshot_seq}" if report.snapshot_seq else "an empty engine"
+    print(f"replayed        {report.commands} commands ({report.first_seq}..{report.last_seq}) from {start}; "
+          f"{report.hashes_checked} recorded state hashes checked")
+    print(f"segments        {report.segments} (journal starts at {report.journal_first_seq})"
+          + (f"; torn tail of {report.torn_bytes} bytes ignored" if report.torn_bytes else ""))
+    for name, reason in report.refused_snapshots:
+        print(f"refused         {name}: {reason}")
+    print("commands        " + ", ".join(f"{k} {v}" for k, v in report.commands_by_kind.items()))
+    print("events          " + ", ".join(f"{k} {v}" for k, v in report.events_by_kind.items()))
+    if out is not None:
+        print(f"exported        {report.events_exported} events to {args.out}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from benchmarks import matching
 
     args = build_parser().parse_args(argv)
+    if args.command == "replay":
+        return run_replay(args)
     if args.command == "demo":
         bench = argparse.ArgumentParser()
         matching.add_arguments(bench)

@@ -167,7 +167,8 @@ class Engine:
         if isinstance(batch, np.ndarray):
             if batch.dtype != COMMAND_DTYPE:
                 raise TypeError("command records must have engine.commands.COMMAND_DTYPE")
-            return batch
+            # numba types a read-only array differently and would compile every kernel again
+            return batch if batch.flags.writeable and batch.flags.c_contiguous else np.array(batch)
         return to_records(list(batch), self.specs)
 
     def apply(self, batch) -> np.ndarray:
@@ -247,3 +248,36 @@ class Engine:
         from engine.invariants import check_engine
 
         check_engine(self)
+
+    # ------------------------------------------------------------------------ snapshots
+
+    def export_state(self) -> dict[str, np.ndarray]:
+        """The complete state: a copy of every public array attribute (books, order pool,
+        accounts, free stack, heap, counters). Private attributes (``_ev``) are scratch
+        buffers and are left out; ``Engine.restore`` is the inverse."""
+        out = {}
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray) and not name.startswith("_"):
+                copy = np.empty(value.shape, dtype=value.dtype)
+                copy.reshape(-1).view(np.uint8)[:] = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
+                out[name] = copy
+        return out
+
+    @classmethod
+    def restore(cls, specs: Sequence[MarketSpec], config: EngineConfig, arrays: dict[str, np.ndarray]) -> Engine:
+        """An engine in the state ``export_state`` returned. ``arrays`` must have exactly the
+        names, shapes and dtypes of an engine built with ``specs`` and ``config``; anything
+        else raises ValueError. The arrays are copied in (byte for byte)."""
+        engine = cls(specs, config)
+        mine = {n: v for n, v in vars(engine).items() if isinstance(v, np.ndarray) and not n.startswith("_")}
+        missing, extra = sorted(set(mine) - set(arrays)), sorted(set(arrays) - set(mine))
+        if missing or extra:
+            raise ValueError(f"state arrays do not match this engine: missing {missing}, unexpected {extra}")
+        for name, dst in mine.items():
+            src = arrays[name]
+            if not isinstance(src, np.ndarray) or src.shape != dst.shape or src.dtype != dst.dtype:
+                got = (src.shape, src.dtype) if isinstance(src, np.ndarray) else type(src).__name__
+                raise ValueError(f"state array {name!r}: expected shape {dst.shape} dtype {dst.dtype}, got {got}")
+        for name, dst in mine.items():
+            dst.reshape(-1).view(np.uint8)[:] = np.ascontiguousarray(arrays[name]).reshape(-1).view(np.uint8)
+        return engine
