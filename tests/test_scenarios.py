@@ -1,0 +1,178 @@
+"""Golden transcripts: tests/scenarios/*.json hold command Structs and the events they must
+produce, step by step (one ``apply`` call per step), and the final ``state_hash()``.
+
+Both engines replay every transcript and must reproduce it exactly. The tests never write the
+files; after a deliberate change of behaviour, regenerate them with
+
+    .venv/bin/python tests/test_scenarios.py
+
+which runs ``SCENARIOS`` below through the reference engine, then read the diff.
+"""
+
+from __future__ import annotations
+
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from engine.commands import Amend, Batch, Cancel, Command, Event, SetMark, Tick, events_to_structs
+from engine.spec import EngineConfig, MarketSpec
+
+if __name__ == "__main__":  # run as a script: make the helpers importable as pytest does
+    sys.path.insert(0, str(Path(__file__).parent))
+
+from engine_helpers import ALICE, BOB, CAROL, DAVE, ENGINES, NVDA, SHARE, ask, bid, oid  # noqa: E402
+
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+
+
+class Step(msgspec.Struct, forbid_unknown_fields=True):
+    commands: list[Command]
+    events: list[Event]
+
+
+class Transcript(msgspec.Struct, forbid_unknown_fields=True):
+    description: str
+    specs: list[MarketSpec]
+    config: EngineConfig
+    steps: list[Step]
+    state_hash: str
+
+
+CONFIG = EngineConfig(max_orders=16, max_accounts=8)
+MARK_100 = SetMark(market=0, price=Decimal("100.00"))
+
+# name -> (description, steps of commands)
+SCENARIOS: dict[str, tuple[str, list[list[Command]]]] = {
+    "sweep_three_levels": (
+        "An IOC buy of 5 shares at 100.20 takes three ask levels (100.00, 100.10, 100.20) at the "
+        "makers' prices, emits a LEVEL after each, and cancels its last share.",
+        [
+            [MARK_100],
+            [ask(BOB, "1", "100.00"), ask(CAROL, "1", "100.10"), ask(BOB, "2", "100.20"), ask(CAROL, "1", "100.30")],
+            [bid(ALICE, "5", "100.20", tif="ioc", ts_ns=1_000)],
+        ],
+    ),
+    "stp_expire_both": (
+        "ALICE's own ask is first at 100.00, BOB's second. ALICE buys 2 with expire_both: her ask is "
+        "cancelled (STP_MAKER), the level shrinks to BOB's share, and the taker is cancelled (STP_TAKER).",
+        [
+            [MARK_100],
+            [ask(ALICE, "1", "100.00"), ask(BOB, "1", "100.00")],
+            [bid(ALICE, "2", "100.00", stp="expire_both")],
+        ],
+    ),
+    "amend_keeps_priority": (
+        "ALICE and BOB bid 1 at 99.00 in that order. ALICE amends down to 0.6 (same price: keeps her "
+        "place); BOB amends up to 2 (loses his). CAROL sells 1.5: ALICE's 0.6 fills first, then 0.9 of BOB's.",
+        [
+            [MARK_100],
+            [bid(ALICE, "1", "99.00"), bid(BOB, "1", "99.00")],
+            [Amend(market=0, account=ALICE, oid=oid(1, 0), size=Decimal("0.6"))],
+            [Amend(market=0, account=BOB, oid=oid(2, 1), size=Decimal("2"))],
+            [ask(CAROL, "1.5", "99.00", tif="ioc")],
+        ],
+    ),
+    "gtt_expiry": (
+        "Good-till-time orders expire on the first tick at or after their expiry, in (expiry, oid) "
+        "order; the one without expiry stays.",
+        [
+            [MARK_100],
+            [
+                bid(ALICE, "1", "99.00", expires_at_ns=2_000, ts_ns=1),
+                ask(BOB, "1", "101.00", expires_at_ns=1_000, ts_ns=2),
+                bid(CAROL, "1", "98.00", expires_at_ns=2_000, ts_ns=3),
+                bid(DAVE, "1", "97.50", ts_ns=4),
+            ],
+            [Tick(ts_ns=999)],
+            [Tick(ts_ns=1_000)],
+            [Tick(ts_ns=5_000)],
+        ],
+    ),
+    "batch_statuses_and_window": (
+        "A batch gets one status per action in order; then the mark moves far enough to re-centre "
+        "the window and the orders left outside it are cancelled.",
+        [
+            [MARK_100],
+            [
+                Batch(
+                    actions=[
+                        bid(ALICE, "1", "102.40"),
+                        bid(ALICE, "1", "300.00"),
+                        ask(BOB, "1", "102.50", cloid="b"),
+                        Cancel(market=0, account=BOB, cloid="nope"),
+                        bid(ALICE, "1", "99.00"),
+                    ],
+                    ts_ns=5,
+                )
+            ],
+            [SetMark(market=0, price=Decimal("97.00"), ts_ns=6)],
+        ],
+    ),
+}
+
+
+def load(name: str) -> Transcript:
+    return msgspec.json.decode((SCENARIO_DIR / f"{name}.json").read_bytes(), type=Transcript)
+
+
+def replay(engine_class, transcript: Transcript) -> tuple[list[list[Event]], str]:
+    engine = engine_class(transcript.specs, transcript.config)
+    out = []
+    for step in transcript.steps:
+        out.append(events_to_structs(engine.apply(step.commands)))
+        engine.check_invariants()
+    return out, engine.state_hash()
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+@pytest.mark.parametrize("engine_kind", sorted(ENGINES))
+def test_engine_reproduces_the_transcript(name, engine_kind, numba_warm):
+    transcript = load(name)
+
+    events, state_hash = replay(ENGINES[engine_kind], transcript)
+
+    for number, (step, got) in enumerate(zip(transcript.steps, events)):
+        assert got == step.events, f"{name}: step {number} differs"
+    assert state_hash == transcript.state_hash
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_transcript_holds_the_scenario_as_defined_here(name):
+    description, steps = SCENARIOS[name]
+    transcript = load(name)
+
+    assert transcript.description == description
+    assert [s.commands for s in transcript.steps] == steps
+    assert transcript.specs == [NVDA] and transcript.config == CONFIG
+
+
+def test_no_stray_transcripts():
+    assert sorted(p.stem for p in SCENARIO_DIR.glob("*.json")) == sorted(SCENARIOS)
+
+
+def test_sweep_transcript_says_what_its_description_says():
+    # Spot-check one golden file by hand, so a wrong regeneration cannot pass unseen.
+    last = load("sweep_three_levels").steps[-1].events
+    fills = [(e.maker_oid, e.price_ticks, e.size_lots) for e in last if e.__struct_config__.tag == "fill"]
+    assert fills == [(oid(1, 0), 10000, SHARE), (oid(2, 1), 10010, SHARE), (oid(3, 2), 10020, 2 * SHARE)]
+    assert last[-1].__struct_config__.tag == "cancelled" and last[-1].size_lots == SHARE
+
+
+def regenerate() -> None:
+    """Write every transcript from the reference engine (by hand only; see the module doc)."""
+    SCENARIO_DIR.mkdir(exist_ok=True)
+    for name, (description, steps) in SCENARIOS.items():
+        engine = ENGINES["reference"]([NVDA], CONFIG)
+        recorded = [Step(commands, events_to_structs(engine.apply(commands))) for commands in steps]
+        transcript = Transcript(description, [NVDA], CONFIG, recorded, engine.state_hash())
+        text = msgspec.json.format(msgspec.json.encode(transcript), indent=2)
+        (SCENARIO_DIR / f"{name}.json").write_bytes(text + b"\n")
+        print(f"wrote {name}.json")
+
+
+if __name__ == "__main__":
+    regenerate()
