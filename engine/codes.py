@@ -135,4 +135,7 @@ MAX_MARK_TICKS = 1 << 40
 
 def message(code: int) -> str:
     """The sentence for a reject code; raises KeyError for a number that is not a code."""
-    return MESSAGES[Reject(code)]
+    try:
+        return MESSAGES[Reject(code)]
+    except ValueError:
+        raise KeyError(code) from None

@@ -366,7 +366,12 @@ class _Writer:
             self.rec[name] = int(table[value])
 
 
+_SINGLE_COMMANDS = (Place, Cancel, CancelAll, Amend, SetMark, Tick)
+
+
 def _write(cmd: Command, rec: np.void, specs: Sequence[MarketSpec]) -> None:
+    if not isinstance(cmd, _SINGLE_COMMANDS):
+        raise TypeError(f"not a command: {type(cmd).__name__}")
     w = _Writer(rec, specs)
     w.int_field("ts", cmd.ts_ns, Reject.VALUE_OVERFLOW, 0, units.INT64_MAX)
     if isinstance(cmd, Place):
@@ -419,10 +424,8 @@ def _write(cmd: Command, rec: np.void, specs: Sequence[MarketSpec]) -> None:
         spec = w.market(cmd.market)
         if spec is not None:
             w.decimal_field("price", cmd.price, spec.tick_size, units.to_ticks)
-    elif isinstance(cmd, Tick):
-        rec["kind"] = CommandKind.TICK
     else:
-        raise TypeError(f"not a command: {type(cmd).__name__}")
+        rec["kind"] = CommandKind.TICK
 
 
 def count_records(commands: Sequence[Command]) -> int:

@@ -112,7 +112,7 @@ class Engine:
 
     def __init__(self, specs: Sequence[MarketSpec], config: EngineConfig = EngineConfig()):
         specs = list(specs)
-        validate_markets(specs)
+        validate_markets(specs, config)
         self.specs = specs
         self.config = config
         nm = len(specs)

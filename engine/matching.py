@@ -406,7 +406,11 @@ def do_amend(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
     price = c["price"] if c["price"] != 0 else old_price
     size = c["size"] if c["size"] != 0 else old_size
     side = orders[slot]["side"]
-    if price == old_price and size == old_size:
+    if size <= 0:
+        code = R_SIZE_NOT_POSITIVE
+    elif price <= 0:
+        code = R_PRICE_NOT_POSITIVE
+    elif price == old_price and size == old_size:
         code = R_AMEND_NO_CHANGE
     elif size > mkt[m]["max_order_lots"]:
         code = R_SIZE_ABOVE_MAX

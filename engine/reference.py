@@ -174,7 +174,7 @@ class ReferenceEngine:
     """Slow, obviously correct implementation of docs/matching.md (see the module docstring)."""
 
     def __init__(self, specs: list[MarketSpec], config: EngineConfig = EngineConfig()):
-        validate_markets(specs)
+        validate_markets(specs, config)
         self._specs = list(specs)
         self._config = config
         self._markets = [_Market.from_spec(s) for s in specs]
@@ -426,6 +426,10 @@ class ReferenceEngine:
 
     @staticmethod
     def _amend_code(m: _Market, o: _Order, new_price: int, new_size: int) -> int:
+        if new_size <= 0:
+            return Reject.SIZE_NOT_POSITIVE
+        if new_price <= 0:
+            return Reject.PRICE_NOT_POSITIVE
         if new_price == o.price and new_size == o.remaining:
             return Reject.AMEND_NO_CHANGE
         if new_size > m.max_order_lots:

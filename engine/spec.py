@@ -84,11 +84,19 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("max_accounts must be between 1 and 2^31 - 1")
 
 
-def validate_markets(specs: list[MarketSpec]) -> None:
-    """Market ids must be 0..n-1 in order and symbols unique."""
+def validate_markets(specs: list[MarketSpec], config: EngineConfig | None = None) -> None:
+    """Market ids must be 0..n-1 in order and symbols unique; with a config, a price level
+    filled with every order slot at the maximum size must still fit in int64 lots."""
     for index, spec in enumerate(specs):
         if spec.market_id != index:
             raise ValueError(f"market {spec.symbol!r} has id {spec.market_id}, expected {index}")
     symbols = [s.symbol for s in specs]
     if len(set(symbols)) != len(symbols):
         raise ValueError("market symbols must be unique")
+    if config is not None:
+        for spec in specs:
+            if spec.max_order_lots > units.INT64_MAX // config.max_orders:
+                raise ValueError(
+                    f"market {spec.symbol!r}: max_order_lots × max_orders exceeds int64, so a level "
+                    f"total could overflow; lower max_order_lots to at most {units.INT64_MAX // config.max_orders}"
+                )

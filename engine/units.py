@@ -14,7 +14,7 @@ Conversions back to decimals are exact.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from engine.codes import Reject
 
@@ -42,15 +42,22 @@ def atoms_per_tick_lot(tick_size: Decimal, lot_size: Decimal) -> int:
 
 
 def _whole_multiple(value: Decimal, step: Decimal, off_code: Reject, what: str) -> int:
-    try:
-        if not value.is_finite():
-            raise UnitError(Reject.VALUE_OVERFLOW, f"{what} {value} is not a finite number")
-        count = value / step
-    except InvalidOperation as exc:
-        raise UnitError(Reject.VALUE_OVERFLOW, f"{what} {value} cannot be represented") from exc
-    if count != count.to_integral_value():
+    """``value / step`` as an int64, computed exactly on integers (no decimal context, so
+    no rounding at any precision); not a whole number -> ``off_code``."""
+    if not value.is_finite():
+        raise UnitError(Reject.VALUE_OVERFLOW, f"{what} {value} is not a finite number")
+    if value == 0:
+        return 0
+    # |value / step| >= 10^(adjusted(value) - adjusted(step) - 1): past 10^19 it cannot fit.
+    if value.adjusted() - step.adjusted() > 20:
+        raise UnitError(Reject.VALUE_OVERFLOW, f"{what} {value} is beyond the int64 range")
+    if value.adjusted() < step.adjusted() - 20:
         raise UnitError(off_code, f"{what} {value} is not a multiple of {step}")
-    units = int(count)
+    num, den = value.as_integer_ratio()
+    step_num, step_den = step.as_integer_ratio()
+    units, rest = divmod(num * step_den, den * step_num)
+    if rest:
+        raise UnitError(off_code, f"{what} {value} is not a multiple of {step}")
     if abs(units) > INT64_MAX:
         raise UnitError(Reject.VALUE_OVERFLOW, f"{what} {value} is beyond the int64 range")
     return units

@@ -8,10 +8,6 @@ prices relative to the market's current mark, so that random streams hit live or
 band instead of being rejected at once.
 Hostile values (extreme prices and sizes, ids that never existed, malformed batches, unknown
 markets and accounts, bad enum values) are mixed in on purpose.
-
-Known gap: a raw AMEND with a size below about -9.3e13 lots overflows the numba engine's
-notional check (see test_differential.test_amend_with_a_huge_negative_size_is_rejected), so
-the streams draw negative amend sizes only down to -10**6 until that is fixed.
 """
 
 from __future__ import annotations
@@ -34,18 +30,20 @@ from engine.commands import (
     pack_cloid,
 )
 from engine.spec import EngineConfig
-from engine_helpers import INT64_MAX, INT64_MIN, NVDA, oid, tsla
+from engine_helpers import INT64_MAX, INT64_MIN, NVDA, SMALL_CONFIG, oid, tsla
 
-# TSLA without a size cap, so that price × size × atoms overflows int64 on hostile sizes.
-SPECS = [NVDA, tsla(max_order_lots=INT64_MAX)]
+# TSLA with the largest size cap an engine allows (a full level must fit in int64), so that
+# price × size × atoms overflows int64 on hostile sizes.
+TSLA_MAX_LOTS = INT64_MAX // SMALL_CONFIG.max_orders
+SPECS = [NVDA, tsla(max_order_lots=TSLA_MAX_LOTS)]
 CONFIG = EngineConfig(max_orders=24, max_accounts=6)  # small: BOOK_FULL and slot reuse happen
 DEFAULT_MARK = {0: 10_000, 1: 5_000}  # ticks, used to centre prices before a market has a mark
 
 CLOIDS = ["a", "b", "c", "k" * 32, "é" * 16]
 BAD_CLOIDS = ["", "x" * 33, "a\x00b"]
 PRICE_HOSTILE = [0, -1, 1, INT64_MAX, INT64_MIN, 2**40, 2**40 + 1]
-SIZE_HOSTILE = [0, -1, 1, INT64_MAX, INT64_MIN, 10**6, 10**6 + 1, 10**7, 10**7 + 1]
-AMEND_SIZE_HOSTILE = [-1, -1000, -(10**6), 1, INT64_MAX, 10**6 + 1, 10**7 + 1]
+SIZE_HOSTILE = [0, -1, 1, INT64_MAX, INT64_MIN, 10**6, 10**6 + 1, 10**7, 10**7 + 1, TSLA_MAX_LOTS]
+AMEND_SIZE_HOSTILE = [-1, -1000, -(10**6), INT64_MIN, 1, INT64_MAX, 10**6 + 1, 10**7 + 1]
 OID_HOSTILE = [-1, INT64_MAX, INT64_MIN, oid(1, 23), oid(1, 30), oid(500, 3), (1 << 22) - 1, 1 << 22]
 MARKS = {
     0: [10_000, 10_100, 10_255, 10_256, 10_300, 9_744, 9_700, 12_000, 1_000, 2**40],

@@ -177,13 +177,13 @@ def test_one_apply_with_more_events_than_the_buffer_holds():
     assert fast.state_hash() == slow.state_hash()
 
 
-# ---------------------------------------------------------------------------- known disagreements
+# ---------------------------------------------------------------------------- extremes
 
 
-def test_amend_with_a_huge_negative_size_is_rejected(request):
-    """A raw AMEND with size -93_165_374_109_649 at 99.00: exactly, price × size × atl is
-    negative, so below the minimum notional (docs/matching.md AMEND step 4), and the order
-    must be left as it was."""
+def test_amend_with_a_huge_negative_size_is_rejected():
+    """A raw AMEND with size -93_165_374_109_649 at 99.00 (docs/matching.md AMEND step 3):
+    SIZE_NOT_POSITIVE from both engines, and the order is left as it was. (The numba engine
+    once multiplied it into the notional check and wrapped.)"""
     fast, slow = Engine([nvda()], SMALL_CONFIG), ReferenceEngine([nvda()], SMALL_CONFIG)
     for engine in (fast, slow):
         engine.apply([SetMark(market=0, price=Decimal("100.00")), bid(1, "1", "99.00")])
@@ -191,27 +191,34 @@ def test_amend_with_a_huge_negative_size_is_rejected(request):
     before = slow.state_hash()
 
     expected = events_to_structs(slow.apply(amend))
-    assert [e.code for e in expected] == [Reject.NOTIONAL_BELOW_MIN]
+    assert [e.code for e in expected] == [Reject.SIZE_NOT_POSITIVE]
     assert slow.state_hash() == before
-    request.applymarker(pytest.mark.xfail(
-        strict=True, reason="numba notional_check multiplies price × size × atl in int64 and wraps for a "
-                            "negative size; the order is amended to a negative remaining"))
     assert events_to_structs(fast.apply(amend)) == expected
     assert fast.state_hash() == before
 
 
-@pytest.mark.xfail(strict=True, raises=(AssertionError, OverflowError),
-                   reason="a level total beyond int64 (two INT64_MAX orders at one price) overflows: numba "
-                          "wraps the level total, the reference cannot build the LEVEL event")
-def test_level_total_beyond_int64():
+@pytest.mark.parametrize("engine_class", [Engine, ReferenceEngine], ids=["numba", "reference"])
+def test_a_spec_whose_full_level_could_pass_int64_is_refused(engine_class):
+    """Two INT64_MAX orders at one price would overflow the level total, so an engine refuses
+    a max_order_lots × max_orders beyond int64 when it is built."""
     spec = MarketSpec(market_id=0, symbol="TINY", tick_size=Decimal("0.001"), lot_size=Decimal("0.001"),
                       max_order_lots=INT64_MAX, min_notional=Decimal(0), ladder_levels=256)
-    place = records(*(record(CommandKind.PLACE, market=0, account=a, price=1, size=INT64_MAX) for a in (1, 2)))
+    with pytest.raises(ValueError, match="max_order_lots × max_orders exceeds int64"):
+        engine_class([spec], SMALL_CONFIG)
+
+
+def test_every_slot_at_the_largest_size_in_one_level_fits_in_int64():
+    largest = INT64_MAX // SMALL_CONFIG.max_orders
+    spec = MarketSpec(market_id=0, symbol="TINY", tick_size=Decimal("0.001"), lot_size=Decimal("0.001"),
+                      max_order_lots=largest, min_notional=Decimal(0), ladder_levels=256)
+    place = records(*(record(CommandKind.PLACE, market=0, account=a % SMALL_CONFIG.max_accounts, price=1,
+                             size=largest) for a in range(SMALL_CONFIG.max_orders)))
     fast, slow = Engine([spec], SMALL_CONFIG), ReferenceEngine([spec], SMALL_CONFIG)
     for engine in (fast, slow):
         engine.apply([SetMark(market=0, price=Decimal("0.001"))])
 
-    assert_same_events(fast.apply(place), slow.apply(place), "two INT64_MAX orders at one level")
+    assert_same_events(fast.apply(place), slow.apply(place), "every slot at the largest size, one level")
+    assert fast.depth(0, 0) == slow.depth(0, 0) == [(1, largest * SMALL_CONFIG.max_orders)]
     fast.check_invariants()
     slow.check_invariants()
 
