@@ -247,6 +247,9 @@ def _load_average() -> float | None:
 def run(args: argparse.Namespace) -> dict:
     args = resolve(args)
     env = environment()
+    if not args.json:
+        print("loading the numba kernels (the first run on a machine compiles them: about a minute)…",
+              file=sys.stderr, flush=True)
     compile_s = warm_up()
     mixes = ["core", "churn"] if args.mix == "both" else [args.mix]
     results = [run_mix(workload.MIXES[name], args) for name in mixes]
