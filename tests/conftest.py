@@ -10,7 +10,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Callable, Sequence
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from engine.commands import SetMark, Tick, to_records
 from engine.engine import Engine
@@ -18,6 +21,12 @@ from engine.spec import EngineConfig, MarketSpec
 from engine_helpers import ENGINES, NVDA, SMALL_CONFIG, TSLA, apply_checked, ask, bid
 
 EngineFactory = Callable[..., object]
+
+# No per-example deadline anywhere: timing on a loaded 2-core machine is not a test result.
+# In CI the examples are derived from each test's name, so a run is reproducible.
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, database=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture(scope="session")
