@@ -30,6 +30,7 @@ from engine.commands import (
     to_records,
     unpack_cloid,
 )
+from engine.impact import MAX_IMPACT_NOTIONAL_ATOMS, impact_price_ticks
 from engine.kernel import apply_kernel
 from engine.spec import EngineConfig, MarketSpec, validate_markets
 
@@ -204,6 +205,14 @@ class Engine:
 
     def state_hash(self) -> str:
         return digest(dump_state(self.orders, self.mkt, self.lvl_qty, self.lvl_head, self.best, self.free, self.ctr))
+
+    def impact_price(self, market: int, side: int, impact_notional_atoms: int) -> int:
+        """Average price (ticks) to fill ``impact_notional_atoms`` against ``side`` (0 bids,
+        1 asks); 0 without that depth. See ``engine.impact``."""
+        if not 1 <= impact_notional_atoms <= MAX_IMPACT_NOTIONAL_ATOMS:
+            raise ValueError(f"impact notional must lie in [1, {MAX_IMPACT_NOTIONAL_ATOMS}] atoms")
+        return int(impact_price_ticks(self.mkt, self.lvl_qty, self.bits, self.summ, self.best, market, side,
+                                      impact_notional_atoms))
 
     def mark(self, market: int) -> int:
         return int(self.mkt[market]["mark"])
