@@ -37,8 +37,10 @@ Known limitations:
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from enum import IntFlag
 from fractions import Fraction
+from operator import itemgetter
 from typing import Iterable, Mapping
 
 import msgspec
@@ -262,17 +264,27 @@ def breaker_flags(
     published within ``breaker_window_ns`` (inclusive) before ``now``; ``BREAKER |
     BREAKER_CONF`` if ``conf > breaker_conf_ppm·raw``. Exact integer comparisons."""
     flags = AggFlag.NONE
-    for ts_ns, price in recent:
-        if now_ns - ts_ns <= params.breaker_window_ns and abs(raw_e18 - price) * PPM > params.breaker_move_ppm * price:
+    window = _trimmed(recent, now_ns, params.breaker_window_ns)
+    if window:
+        # |raw − p|·PPM − move·p falls as p rises below raw and rises with p above it (for a
+        # move under 100%), so the window's lowest and highest prices decide the test exactly.
+        tested = (min(window, key=_price)[1], max(window, key=_price)[1])
+        if params.breaker_move_ppm >= PPM:
+            tested = tuple(price for _, price in window)
+        if any(abs(raw_e18 - p) * PPM > params.breaker_move_ppm * p for p in tested):
             flags |= AggFlag.BREAKER | AggFlag.BREAKER_MOVE
-            break
     if conf_e18 * PPM > params.breaker_conf_ppm * raw_e18:
         flags |= AggFlag.BREAKER | AggFlag.BREAKER_CONF
     return flags
 
 
+_price = itemgetter(1)
+
+
 def _trimmed(recent: tuple[tuple[int, int], ...], now_ns: int, window_ns: int) -> tuple[tuple[int, int], ...]:
-    return tuple(item for item in recent if now_ns - item[0] <= window_ns)
+    """The entries with ``now − ts ≤ window``; ``recent`` is in publication order, so oldest
+    first, and the kept entries are a suffix found by bisection."""
+    return recent[bisect_left(recent, (now_ns - window_ns,)):]
 
 
 def _select(quotes, session, now_ns, params, multipliers):

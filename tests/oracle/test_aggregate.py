@@ -16,6 +16,7 @@ from oracle.aggregate import (
     AggParams,
     AggState,
     aggregate,
+    breaker_flags,
     clamp_step,
     max_age_ns,
     min_sources,
@@ -24,7 +25,7 @@ from oracle.aggregate import (
     outlier_flags,
 )
 from oracle.quote import SourceQuote
-from oracle.session import Session
+from oracle.session import NS_PER_SECOND, Session
 from oracle.votes import median_x2, three_vote
 
 NS = 1_000_000_000
@@ -458,3 +459,21 @@ def test_three_vote_equals_pyth_on_the_expanded_votes(triples):
     p25, p50, p75, conf = three_vote(triples)
     assert (p25, p50, p75) == _price_model_core(expanded)
     assert conf == max(p50 - p25, p75 - p50)
+
+
+@given(
+    raw=st.integers(1, 10**24),
+    ages_and_prices=st.lists(st.tuples(st.integers(0, 120), st.integers(1, 10**24)), max_size=12),
+    move_ppm=st.integers(1, 2_000_000),
+)
+def test_breaker_by_the_window_extremes_equals_testing_every_price(raw, ages_and_prices, move_ppm):
+    """breaker_flags tests only the window's lowest and highest price; that must trip exactly
+    when some price inside the window is more than move_ppm away (spec step 7, literally)."""
+    params = AggParams(breaker_move_ppm=move_ppm)
+    now_ns = 200 * NS_PER_SECOND
+    ordered = sorted(ages_and_prices, key=lambda item: -item[0])  # publication order: oldest first
+    recent = tuple((now_ns - age * NS_PER_SECOND, price) for age, price in ordered)
+    literal = any(
+        now_ns - ts <= params.breaker_window_ns and abs(raw - p) * 1_000_000 > move_ppm * p for ts, p in recent
+    )
+    assert bool(breaker_flags(raw, 0, now_ns, recent, params) & AggFlag.BREAKER_MOVE) == literal
