@@ -8,11 +8,27 @@ from __future__ import annotations
 
 from numba import njit
 
-from engine.kernel_consts import E_LEVEL, E_REJECTED
+from engine.kernel_consts import E_FILL, E_LEVEL, E_REJECTED
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def emit(ev, n, kind, cmd, ts, market, account, oid, side, price, size, remaining, code, reason):
+    return emit_record(ev, n, kind, cmd, ts, market, account, oid, side, price, size, remaining, code, reason, 0, 0)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def emit_fill(ev, n, cmd, ts, market, taker_account, taker_oid, taker_side, maker_account, maker_oid,
+              price, size, maker_remaining):
+    """A FILL: the taker in ``account``/``oid``/``side``, the maker in ``maker_*``, the
+    maker's remaining lots after the fill in ``remaining``."""
+    return emit_record(ev, n, E_FILL, cmd, ts, market, taker_account, taker_oid, taker_side, price, size,
+                       maker_remaining, 0, 0, maker_account, maker_oid)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def emit_record(ev, n, kind, cmd, ts, market, account, oid, side, price, size, remaining, code, reason,
+                maker_account, maker_oid):
+    """Write every field of event ``n``; the one place that lays out an event record."""
     e = ev[n]
     e["kind"] = kind
     e["side"] = side
@@ -21,9 +37,9 @@ def emit(ev, n, kind, cmd, ts, market, account, oid, side, price, size, remainin
     e["cmd"] = cmd
     e["market"] = market
     e["account"] = account
-    e["maker_account"] = 0
+    e["maker_account"] = maker_account
     e["oid"] = oid
-    e["maker_oid"] = 0
+    e["maker_oid"] = maker_oid
     e["price"] = price
     e["size"] = size
     e["remaining"] = remaining

@@ -32,7 +32,7 @@ from engine.book import (
     slot_alloc,
     slot_release,
 )
-from engine.emit import emit, emit_level, emit_order, emit_reject
+from engine.emit import emit, emit_fill, emit_level, emit_order, emit_reject
 from engine.kernel_consts import (
     CR_CANCEL_ALL,
     CR_IOC,
@@ -42,7 +42,6 @@ from engine.kernel_consts import (
     E_ACCEPTED,
     E_AMENDED,
     E_CANCELLED,
-    E_FILL,
     R_AMEND_NO_CHANGE,
     R_BAD_FIELD,
     R_BOOK_FULL,
@@ -172,22 +171,8 @@ def match(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
                 continue
             mrem = orders[s]["remaining"]
             q = rem if rem < mrem else mrem
-            e = ev[n]
-            e["kind"] = E_FILL
-            e["side"] = side
-            e["reason"] = 0
-            e["code"] = 0
-            e["cmd"] = cmd
-            e["market"] = m
-            e["account"] = account
-            e["maker_account"] = orders[s]["account"]
-            e["oid"] = taker_oid
-            e["maker_oid"] = orders[s]["oid"]
-            e["price"] = lp
-            e["size"] = q
-            e["remaining"] = mrem - q
-            e["ts"] = ts
-            n += 1
+            n = emit_fill(ev, n, cmd, ts, m, account, taker_oid, side, orders[s]["account"], orders[s]["oid"],
+                          lp, q, mrem - q)
             orders[s]["remaining"] = mrem - q
             lvl_qty[li] -= q
             rem -= q
