@@ -55,14 +55,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from api.errors import GatewayCode, compose_msg
 from api.protocol import (
     Action,
-    GatewayCode,
     Logon,
     Post,
     SignedAction,
     Subscription,
-    compose_msg,
     is_private,
     signed_action_object,
 )

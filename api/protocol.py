@@ -1,5 +1,5 @@
 """The wire protocol (spec/gateway.md §1–2): msgspec Structs, one decoder and one encoder per
-direction, the error-code table, the JSON Schema and a Markdown reference built from it.
+direction, and the helpers that turn values and errors into wire form.
 
 Layout
 ------
@@ -10,12 +10,12 @@ Layout
   one per channel), and ``SignedAction``, the body of a signed REST action;
 * server -> client: ``Push`` (``{"channel": …, "data": …}``), with ``PostResult`` holding one
   ``ActionStatus`` per action, in order; ``BookResponse`` for ``GET /v1/book``;
-* ``GatewayCode`` (5xxx) beside the engine's ``Reject`` codes: one table, ``error_table()``.
-  On the wire a code is negative: reject 1001 is ``-1001``, gateway code 5108 is ``-5108``;
-* ``decode_request`` / ``decode_signed_action`` turn any malformed input into a
-  ``ProtocolError`` carrying a specific code; ``signed_action_object`` returns the action as
-  sent, for its signature (``api.auth``);
-* ``schema()`` and ``render_markdown()`` document every wire type from the Structs themselves.
+* ``decode_request`` / ``decode_signed_action`` turn any malformed input into an
+  ``api.errors.ProtocolError`` carrying a specific code; ``signed_action_object`` returns the
+  action as sent, for its signature (``api.auth``);
+* ``error_push``, ``post_error`` and ``rejected`` put a code from ``api.errors`` on the wire.
+  The code table itself is ``api.errors``; the JSON Schema and the Markdown reference are
+  ``api.schema_doc``.
 
 Invariants
 ----------
@@ -40,178 +40,17 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from enum import IntEnum
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
+from api.errors import GatewayCode, ProtocolError, compose_msg, wire_code
 from engine.codes import MAX_BATCH_ACTIONS, Reject
-from engine.codes import MESSAGES as REJECT_MESSAGES
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_WIRE_INT = (1 << 53) - 1
 DECIMAL_PATTERN = r"^-?\d+(\.\d+)?$"
-
-# --------------------------------------------------------------------------- error codes
-
-
-class GatewayCode(IntEnum):
-    """Gateway codes (5xxx, "auth and limits", mechanics.md §1), beside the engine's
-    ``Reject`` codes (1xxx–4xxx). A number, once published, never changes meaning."""
-
-    # 50xx: the message itself
-    MALFORMED_JSON = 5001
-    INVALID_UTF8 = 5002
-    BINARY_FRAME = 5003
-    MESSAGE_TOO_LARGE = 5004
-    NOT_AN_OBJECT = 5005
-    UNKNOWN_METHOD = 5006
-    UNKNOWN_FIELD = 5007
-    MISSING_FIELD = 5008
-    WRONG_TYPE = 5009
-    BAD_DECIMAL = 5010
-    BAD_VALUE = 5011
-    UNKNOWN_ACTION = 5012
-    UNKNOWN_CHANNEL = 5013
-    # 51xx: authentication and authorisation
-    NOT_LOGGED_ON = 5101
-    ALREADY_LOGGED_ON = 5102
-    SIGNATURE_REQUIRED = 5103
-    SIGNATURE_INCOMPLETE = 5104
-    UNKNOWN_KEY = 5105
-    SIGNATURE_MALFORMED = 5106
-    BAD_SIGNATURE = 5107
-    KEY_REVOKED = 5108
-    KEY_EXPIRED = 5109
-    SCOPE_MISSING = 5110
-    REQUEST_EXPIRED = 5111
-    OTHER_ACCOUNT = 5112
-    # 512x: nonces
-    NONCE_OUT_OF_RANGE = 5120
-    NONCE_TOO_OLD = 5121
-    NONCE_TOO_NEW = 5122
-    NONCE_EVICTED = 5123
-    NONCE_REUSED = 5124
-    NONCE_BELOW_KEPT = 5125
-    # 52xx: limits and liveness
-    RATE_LIMITED = 5201
-    ORDER_RATE_LIMITED = 5202
-    CANCEL_RATE_LIMITED = 5203
-    TOO_MANY_INVALID = 5204
-    TOO_MANY_SUBSCRIPTIONS = 5205
-    TOO_MANY_IN_FLIGHT = 5206
-    SLOW_CONSUMER = 5207
-    IDLE_TIMEOUT = 5208
-    CONNECTION_TOO_OLD = 5209
-    IP_CONNECT_RATE = 5210
-    IP_REQUEST_RATE = 5211
-    # 59xx: the node
-    WRITES_SUSPENDED = 5901
-    SHUTTING_DOWN = 5902
-
-
-GATEWAY_MESSAGES: dict[GatewayCode, str] = {
-    GatewayCode.MALFORMED_JSON: "The message is not valid JSON.",
-    GatewayCode.INVALID_UTF8: "The message is not valid UTF-8 text.",
-    GatewayCode.BINARY_FRAME: "Binary websocket frames are not accepted; send JSON as a text frame.",
-    GatewayCode.MESSAGE_TOO_LARGE: "The message is larger than the limit (64 KiB by default).",
-    GatewayCode.NOT_AN_OBJECT: "A message must be one JSON object.",
-    GatewayCode.UNKNOWN_METHOD: "'method' must be one of subscribe, unsubscribe, post, logon or ping.",
-    GatewayCode.UNKNOWN_FIELD: "The message has a field this protocol does not define; unknown fields are rejected, not ignored.",
-    GatewayCode.MISSING_FIELD: "A required field is missing.",
-    GatewayCode.WRONG_TYPE: "A field has the wrong JSON type.",
-    GatewayCode.BAD_DECIMAL: "Prices and sizes must be decimal strings such as \"180.05\": digits with an optional "
-    "'-' and fraction, no exponent, never a JSON number.",
-    GatewayCode.BAD_VALUE: "A field's value is outside its allowed range or format.",
-    GatewayCode.UNKNOWN_ACTION: "The action 'type' must be one of place, cancel, cancelAll, amend or batch.",
-    GatewayCode.UNKNOWN_CHANNEL: "The subscription 'type' must be a channel name: l2Book, l2Delta, trades, market, "
-    "liquidations, orderUpdates, userFills, userFundings, positions or account.",
-    GatewayCode.NOT_LOGGED_ON: "Private channels need a logged-on connection; send a signed logon first.",
-    GatewayCode.ALREADY_LOGGED_ON: "This connection is already logged on; open another connection for another key.",
-    GatewayCode.SIGNATURE_REQUIRED: "This action must be signed (keyId, nonce, signature), or sent on a logged-on connection.",
-    GatewayCode.SIGNATURE_INCOMPLETE: "A signed request needs all of keyId, nonce and signature.",
-    GatewayCode.UNKNOWN_KEY: "There is no API key with this keyId.",
-    GatewayCode.SIGNATURE_MALFORMED: "The signature must be hex of the right length "
-    "(128 characters for Ed25519, 64 for HMAC-SHA256).",
-    GatewayCode.BAD_SIGNATURE: "The signature does not match; check the key, the network name, the nonce, "
-    "expiresAfter and the canonical JSON of the action. The nonce was not used up.",
-    GatewayCode.KEY_REVOKED: "This API key has been revoked.",
-    GatewayCode.KEY_EXPIRED: "This API key has expired.",
-    GatewayCode.SCOPE_MISSING: "This API key lacks the scope this request needs (read, trade or transfer).",
-    GatewayCode.REQUEST_EXPIRED: "The request's expiresAfter time has passed.",
-    GatewayCode.OTHER_ACCOUNT: "A connection may act on and subscribe to its own account only.",
-    GatewayCode.NONCE_OUT_OF_RANGE: "The nonce must be an integer millisecond timestamp below 2^53.",
-    GatewayCode.NONCE_TOO_OLD: "The nonce is more than 30 s behind the server's time; use the current time in ms.",
-    GatewayCode.NONCE_TOO_NEW: "The nonce is more than 1 s ahead of the server's time; check your clock.",
-    GatewayCode.NONCE_EVICTED: "The nonce is not above this key's highest evicted nonce; use a newer one.",
-    GatewayCode.NONCE_REUSED: "This nonce was already used with this key; every signed request needs a new one.",
-    GatewayCode.NONCE_BELOW_KEPT: "This key already holds 100 recent nonces and this one is below all of them; use a newer one.",
-    GatewayCode.RATE_LIMITED: "Too many messages on this connection; retry after retryAfterMs.",
-    GatewayCode.ORDER_RATE_LIMITED: "This key's order budget is spent; retry after retryAfterMs. Cancels have their own budget.",
-    GatewayCode.CANCEL_RATE_LIMITED: "This key's cancel budget is spent; retry after retryAfterMs.",
-    GatewayCode.TOO_MANY_INVALID: "Too many invalid messages on this connection; it is closed.",
-    GatewayCode.TOO_MANY_SUBSCRIPTIONS: "This connection holds the most subscriptions it may (200 by default); unsubscribe first.",
-    GatewayCode.TOO_MANY_IN_FLIGHT: "This connection has the most posts awaiting an answer it may (100 by default); wait for answers.",
-    GatewayCode.SLOW_CONSUMER: "slow consumer: the connection did not read its messages fast enough and is closed.",
-    GatewayCode.IDLE_TIMEOUT: "Nothing was received for too long (60 s by default); the connection is closed. Answer pings or send ping.",
-    GatewayCode.CONNECTION_TOO_OLD: "The connection reached its maximum age (24 hours by default); reconnect.",
-    GatewayCode.IP_CONNECT_RATE: "Too many new connections from this address; retry after retryAfterMs.",
-    GatewayCode.IP_REQUEST_RATE: "Too many REST requests from this address; retry after retryAfterMs.",
-    GatewayCode.WRITES_SUSPENDED: "The node cannot persist new actions right now (disk full or fsync failure); "
-    "nothing was done. Reads still work.",
-    GatewayCode.SHUTTING_DOWN: "The node is shutting down; reconnect later.",
-}
-
-STAGES = {1: "validation", 2: "risk", 3: "matching", 4: "market state", 5: "auth and limits"}
-
-
-def wire_code(code: int) -> int:
-    """The number on the wire: the code negated (reject 1001 -> -1001)."""
-    return -abs(int(code))
-
-
-def message_for(code: int) -> str:
-    """The sentence for an engine or gateway code (either sign); ``KeyError`` otherwise."""
-    number = abs(int(code))
-    if number in GatewayCode._value2member_map_:
-        return GATEWAY_MESSAGES[GatewayCode(number)]
-    if number in Reject._value2member_map_:
-        return REJECT_MESSAGES[Reject(number)]
-    raise KeyError(code)
-
-
-class ErrorCodeRow(msgspec.Struct, frozen=True):
-    code: int
-    name: str
-    stage: str
-    msg: str
-
-
-def error_table() -> list[ErrorCodeRow]:
-    """Every code a client can see, engine and gateway, by number (codes negative)."""
-    members = sorted([*Reject, *GatewayCode], key=int)
-    return [ErrorCodeRow(wire_code(m), m.name, STAGES[int(m) // 1000], message_for(m)) for m in members]
-
-
-class ProtocolError(Exception):
-    """A request refused at the protocol layer: ``code`` (positive, as in the tables),
-    ``detail`` (what exactly, e.g. msgspec's path), ``post_id`` when known."""
-
-    def __init__(self, code: int, detail: str = "", post_id: int | None = None):
-        super().__init__(f"{int(code)}: {detail}")
-        self.code = code
-        self.detail = detail
-        self.post_id = post_id
-
-    @property
-    def msg(self) -> str:
-        return compose_msg(self.code, self.detail)
-
-
-def compose_msg(code: int, detail: str | None = None) -> str:
-    sentence = message_for(code)
-    return f"{sentence} ({detail})" if detail else sentence
-
+PROTOCOL_VERSION = 1
 
 # ------------------------------------------------------------------------- scalar types
 
@@ -942,6 +781,7 @@ def is_private(subscription: Subscription) -> bool:
     return isinstance(subscription, PRIVATE_SUBSCRIPTIONS)
 
 
+# ------------------------------------------------------------------------ error pushes
 
 
 def error_push(
@@ -965,135 +805,3 @@ def post_error(post_id: int, code: int, detail: str | None = None, *, retry_afte
 def rejected(code: int, detail: str | None = None) -> Rejected:
     """The status of one refused action inside a post's answer."""
     return Rejected(wire_code(code), compose_msg(code, detail))
-
-
-# ------------------------------------------------------------------ schema and reference
-
-PROTOCOL_VERSION = 1
-_ROOTS = {
-    "request": Request,
-    "action": Action,
-    "subscription": Subscription,
-    "signedAction": SignedAction,
-    "push": Push,
-    "bookResponse": BookResponse,
-}
-
-
-def schema() -> dict[str, Any]:
-    """JSON Schema (2020-12) of every wire type: one entry per root union, shared ``$defs``,
-    and the error-code table. Served as ``/v1/schema``."""
-    roots, components = msgspec.json.schema_components(list(_ROOTS.values()), ref_template="#/$defs/{name}")
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "afterhours wire protocol",
-        "version": PROTOCOL_VERSION,
-        "roots": dict(zip(_ROOTS, roots)),
-        "$defs": components,
-        "errors": msgspec.to_builtins(error_table()),
-    }
-
-
-def render_markdown(doc: dict[str, Any] | None = None) -> str:
-    """A Markdown protocol reference rendered from ``schema()``: each root union, each type
-    with its fields, and the error-code table."""
-    doc = doc or schema()
-    defs = doc["$defs"]
-    lines = [f"# afterhours wire protocol, version {doc['version']}", "", _INTRO, "", *_RULES, ""]
-    listed: set[str] = set()
-    for root, root_schema in doc["roots"].items():
-        names = [ref.rsplit("/", 1)[1] for ref in _refs(root_schema)]
-        lines += [f"## {root}", "", f"One of: {', '.join(f'[{n}](#{n.lower()})' for n in names)}.", ""]
-        for name in names:
-            lines += _render_type(name, defs, listed)
-    rest = sorted(set(defs) - listed)
-    if rest:
-        lines += ["## Shared types", ""]
-        for name in rest:
-            lines += _render_type(name, defs, listed)
-    lines += ["## Error codes", "", "| code | name | stage | message |", "| --- | --- | --- | --- |"]
-    lines += [f"| {e['code']} | `{e['name']}` | {e['stage']} | {_cell(e['msg'])} |" for e in doc["errors"]]
-    return "\n".join(lines) + "\n"
-
-
-_INTRO = (
-    "JSON over a websocket at `/ws`, one message per text frame; REST under `/v1/`. Client "
-    "requests carry `method`; server pushes are `{\"channel\": …, \"data\": …}`. Prices, sizes "
-    "and amounts are decimal strings; integers (ids, nonces, sequence numbers, millisecond "
-    "times) are below 2^53. Unknown fields and wrong types are rejected. Error codes are "
-    "negative; the table is at the end."
-)
-
-
-_RULES = [
-    "## Signing",
-    "",
-    "A signature covers the UTF-8 bytes of `\"\\n\".join([\"AFTERHOURS-SIG-v1\", network, keyId, "
-    "str(nonce), str(expiresAfter or 0), sha256_hex(canonical_json(action))])`, where `action` is the "
-    "action object exactly as sent (`{\"type\":\"logon\"}` for a logon) and canonical JSON has "
-    "sorted keys, `,` and `:` separators, UTF-8 and no floats. Ed25519 keys sign those bytes; HMAC "
-    "keys use HMAC-SHA256. Signatures are hex. The nonce is the current time in ms: accepted if "
-    "at most 30 s behind and 1 s ahead of the server, unused, above the key's highest evicted "
-    "nonce; the server keeps 100 per key.",
-    "",
-    "## Book checksum",
-    "",
-    "`checksum` in `l2Delta` is `zlib.crc32` of the string made from the best 10 asks (lowest "
-    "first) then the best 10 bids (highest first): for each level, its price string then its "
-    "size string as received, each with the `.` removed and leading `0`s stripped. Apply a delta "
-    "only if its `prevSeq` is the last `seq` applied; on a gap or a mismatch, resubscribe.",
-]
-
-
-def _refs(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        if "$ref" in node:
-            return [node["$ref"]]
-        return [ref for value in node.values() for ref in _refs(value)]
-    if isinstance(node, list):
-        return [ref for value in node for ref in _refs(value)]
-    return []
-
-
-def _render_type(name: str, defs: dict[str, Any], listed: set[str]) -> list[str]:
-    if name in listed:
-        return []
-    listed.add(name)
-    spec = defs[name]
-    lines = [f"### {name}", ""]
-    if spec.get("description"):
-        lines += [spec["description"], ""]
-    required = set(spec.get("required", ()))
-    lines += ["| field | type | required |", "| --- | --- | --- |"]
-    for field, field_schema in spec.get("properties", {}).items():
-        need = "yes" if field in required else f"no (default `{msgspec.json.encode(field_schema.get('default')).decode()}`)"
-        lines.append(f"| `{field}` | {_cell(_type_text(field_schema))} | {need} |")
-    return lines + [""]
-
-
-def _type_text(node: dict[str, Any]) -> str:
-    if "$ref" in node:
-        name = node["$ref"].rsplit("/", 1)[1]
-        return f"[{name}](#{name.lower()})"
-    if "anyOf" in node:
-        return " or ".join(_type_text(option) for option in node["anyOf"])
-    if "enum" in node:
-        return " or ".join(f'`"{value}"`' for value in node["enum"])
-    kind = node.get("type")
-    if kind == "array":
-        if "prefixItems" in node:
-            return "[" + ", ".join(_type_text(item) for item in node["prefixItems"]) + "]"
-        limit = f", at most {node['maxItems']}" if "maxItems" in node else ""
-        return f"array of {_type_text(node['items'])}{limit}"
-    if kind == "string" and node.get("pattern") == DECIMAL_PATTERN:
-        return "decimal string"
-    if kind == "string":
-        return "string" + (f" (`{node['pattern']}`)" if "pattern" in node else "")
-    if kind == "integer":
-        low, high = node.get("minimum"), node.get("maximum")
-        return "integer" + (f" in [{low}, {high}]" if low is not None and high is not None else "")
-    return str(kind)
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")

@@ -31,7 +31,7 @@ from typing import Hashable, NamedTuple, Sequence
 
 import msgspec
 
-from api.protocol import GatewayCode
+from api.errors import GatewayCode
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000

@@ -23,10 +23,10 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from api import auth
+from api import auth, errors
 from api import protocol as p
 
-G = p.GatewayCode
+G = errors.GatewayCode
 NETWORK = "local"
 NOW_MS = 1_700_000_000_000
 SEED_ALICE = bytes(range(32))
@@ -390,4 +390,4 @@ def test_the_demo_key_has_every_scope_and_its_credential_line_round_trips():
 def test_every_auth_failure_has_a_distinct_code():
     auth_codes = [c for c in G if 5100 <= c < 5200]
     assert len(auth_codes) == len(set(auth_codes)) >= 17
-    assert len({p.message_for(c) for c in auth_codes}) == len(auth_codes)
+    assert len({errors.message_for(c) for c in auth_codes}) == len(auth_codes)

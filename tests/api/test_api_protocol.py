@@ -1,5 +1,5 @@
-"""Wire protocol: every message round-trips, the envelopes have gateway.md's shape, malformed
-input is refused with its own code, and the schema and Markdown reference cover everything.
+"""Wire protocol: every message round-trips, the envelopes have gateway.md's shape, and
+malformed input is refused with its own code.
 
 gateway.md §6 catalogue items checked here (at the protocol layer):
   1  malformed JSON, a wrong top-level type, an unknown method, unknown fields;
@@ -17,10 +17,11 @@ import msgspec
 import pytest
 
 from api import protocol as p
+from api.errors import GatewayCode, ProtocolError, message_for
 from engine.codes import Reject
 from oracle.session import Session
 
-G = p.GatewayCode
+G = GatewayCode
 
 # ---------------------------------------------------------------------------- fixtures
 
@@ -105,7 +106,7 @@ def test_the_samples_cover_every_wire_struct():
     wire = {
         obj for obj in vars(p).values()
         if isinstance(obj, type) and issubclass(obj, msgspec.Struct) and obj.__module__ == p.__name__
-    } - {p.ErrorCodeRow, p._Envelope}
+    } - {p._Envelope}
     assert wire - seen == set()
 
 
@@ -148,11 +149,11 @@ def test_pushes_are_channel_and_data_only():
 
 def test_errors_are_negative_codes_with_a_sentence_and_no_null_extras():
     wire = json.loads(p.encode(p.error_push(G.SLOW_CONSUMER)))
-    assert wire == {"channel": "error", "data": {"code": -5207, "msg": p.message_for(G.SLOW_CONSUMER)}}
+    assert wire == {"channel": "error", "data": {"code": -5207, "msg": message_for(G.SLOW_CONSUMER)}}
     assert "slow consumer" in wire["data"]["msg"]
     limited = json.loads(p.encode(p.post_error(2, G.ORDER_RATE_LIMITED, retry_after_ms=20)))
     assert limited["data"]["response"] == {
-        "type": "error", "code": -5202, "msg": p.message_for(5202), "retryAfterMs": 20}
+        "type": "error", "code": -5202, "msg": message_for(5202), "retryAfterMs": 20}
 
 
 def _first(push_type):
@@ -251,11 +252,11 @@ MALFORMED = [
 
 @pytest.mark.parametrize("frame, code, post_id", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
 def test_malformed_input_is_refused_with_its_code(frame, code, post_id):
-    with pytest.raises(p.ProtocolError) as caught:
+    with pytest.raises(ProtocolError) as caught:
         p.decode_request(frame)
     assert int(caught.value.code) == int(code), caught.value.msg
     assert caught.value.post_id == post_id
-    assert caught.value.msg.startswith(p.message_for(code))
+    assert caught.value.msg.startswith(message_for(code))
 
 
 def test_a_negative_size_string_passes_the_format_so_the_engine_can_say_not_positive():
@@ -265,13 +266,13 @@ def test_a_negative_size_string_passes_the_format_so_the_engine_can_say_not_posi
 
 def test_oversized_frames_are_refused_before_parsing():
     big = b'{"method":"ping","pad":"' + b"x" * p.MAX_MESSAGE_BYTES + b'"}'
-    with pytest.raises(p.ProtocolError) as caught:
+    with pytest.raises(ProtocolError) as caught:
         p.decode_request(big)
     assert caught.value.code == G.MESSAGE_TOO_LARGE
-    with pytest.raises(p.ProtocolError) as caught:
+    with pytest.raises(ProtocolError) as caught:
         p.decode_request(big.decode())
     assert caught.value.code == G.MESSAGE_TOO_LARGE
-    with pytest.raises(p.ProtocolError) as caught:
+    with pytest.raises(ProtocolError) as caught:
         p.decode_signed_action(big)
     assert caught.value.code == G.MESSAGE_TOO_LARGE
 
@@ -279,58 +280,13 @@ def test_oversized_frames_are_refused_before_parsing():
 def test_a_frame_of_exactly_the_limit_is_parsed():
     head, tail = b'{"method":"ping","pad":"', b'"}'
     frame = head + b"x" * (p.MAX_MESSAGE_BYTES - len(head) - len(tail)) + tail
-    with pytest.raises(p.ProtocolError) as caught:  # parsed: refused for the field, not the size
+    with pytest.raises(ProtocolError) as caught:  # parsed: refused for the field, not the size
         p.decode_request(frame)
     assert caught.value.code == G.UNKNOWN_FIELD
 
 
 def test_a_rest_body_must_be_signed():
     body = b'{"action":{"type":"cancelAll"},"nonce":5,"signature":"00"}'
-    with pytest.raises(p.ProtocolError) as caught:
+    with pytest.raises(ProtocolError) as caught:
         p.decode_signed_action(body)
     assert caught.value.code == G.MISSING_FIELD and "keyId" in caught.value.msg
-
-
-# -------------------------------------------------------------------- the code table
-
-
-def test_codes_are_unique_grouped_and_each_has_a_sentence():
-    rows = p.error_table()
-    codes = [row.code for row in rows]
-    assert len(codes) == len(set(codes)) and all(code < 0 for code in codes)
-    assert {row.name for row in rows} >= {c.name for c in G} | {r.name for r in Reject}
-    assert all(5000 < c < 6000 for c in G)
-    assert all(row.msg.endswith((".", ")")) and len(row.msg) > 20 for row in rows)
-    assert set(p.GATEWAY_MESSAGES) == set(G)
-
-
-def test_message_for_accepts_either_sign_and_refuses_unknown_numbers():
-    assert p.message_for(-1001) == p.message_for(1001)
-    with pytest.raises(KeyError):
-        p.message_for(4242)
-
-
-# ---------------------------------------------------------------- schema and reference
-
-
-def test_schema_has_every_root_and_every_struct():
-    doc = p.schema()
-    assert set(doc["roots"]) == {"request", "action", "subscription", "signedAction", "push", "bookResponse"}
-    structs = {t.__name__ for t in vars(p).values()
-               if isinstance(t, type) and issubclass(t, msgspec.Struct) and t.__module__ == p.__name__}
-    assert structs - set(doc["$defs"]) == {"ErrorCodeRow", "_Envelope"}
-    assert doc["$defs"]["Place"]["additionalProperties"] is False
-    assert doc["$defs"]["Place"]["properties"]["price"]["anyOf"][0]["pattern"] == p.DECIMAL_PATTERN
-    json.dumps(doc)  # plain JSON
-
-
-def test_markdown_reference_lists_every_type_channel_and_code():
-    text = p.render_markdown()
-    for name in p.schema()["$defs"]:
-        assert f"### {name}\n" in text
-    for channel in ("l2Book", "l2Delta", "trades", "market", "liquidations", "orderUpdates", "userFills",
-                    "userFundings", "positions", "account", "subscriptionResponse", "pong", "error", "post"):
-        assert f'`"{channel}"`' in text
-    for row in p.error_table():
-        assert f"| {row.code} | `{row.name}` |" in text
-    assert "AFTERHOURS-SIG-v1" in text and "zlib.crc32" in text

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import pytest
 
+from api import errors
 from api import protocol as p
 from api import ratelimit as rl
 
-G = p.GatewayCode
+G = errors.GatewayCode
 S = rl.NS_PER_S
 MS = rl.NS_PER_MS
 T0 = 1_700_000_000 * S
