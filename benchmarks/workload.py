@@ -79,6 +79,8 @@ from engine.commands import COMMAND_DTYPE
 from engine.engine import Engine
 from engine.spec import EngineConfig, MarketSpec
 
+N_EVENT_KINDS = max(EventKind) + 1
+
 MARKETS = (
     MarketSpec(market_id=0, symbol="AAPL-PERP", tick_size=Decimal("0.01"), lot_size=Decimal("0.1"),
                max_order_lots=100_000),
@@ -177,7 +179,7 @@ class _Generator:
         self.next_index = 0
         pool = max(4096, 1 << int(4 * mix.target_resting).bit_length())
         self.engine = Engine(list(MARKETS), EngineConfig(max_orders=pool))
-        self.event_kinds = np.zeros(8, dtype=np.int64)
+        self.event_kinds = np.zeros(N_EVENT_KINDS, dtype=np.int64)
         self.reject_codes: dict[int, int] = {}
         self.cancel_reasons = np.zeros(8, dtype=np.int64)
         self.resting_samples: list[int] = []
@@ -210,7 +212,7 @@ class _Generator:
     def apply(self, rec: np.ndarray) -> int:
         """Apply to the generation engine; record what happened; return the event count."""
         ev = self.engine.apply(rec)
-        self.event_kinds += np.bincount(ev["kind"], minlength=8)[:8]
+        self.event_kinds += np.bincount(ev["kind"], minlength=N_EVENT_KINDS)[:N_EVENT_KINDS]
         rej = ev["code"][ev["kind"] == int(EventKind.REJECTED)]
         for code, cnt in zip(*np.unique(rej, return_counts=True)):
             self.reject_codes[int(code)] = self.reject_codes.get(int(code), 0) + int(cnt)

@@ -79,6 +79,27 @@ MARKET_DTYPE = np.dtype(
         ("max_order_lots", np.int64),
         ("band_ppm", np.int64),
         ("slip_ppm", np.int64),
+        # risk and prices (docs/risk.md); zero while EngineConfig.risk is off
+        ("oracle", np.int64),
+        ("max_price", np.int64),
+        ("max_pos", np.int64),
+        ("maker_ppm", np.int64),
+        ("taker_ppm", np.int64),
+        ("tier_lo", np.int64, (4,)),
+        ("tier_lev", np.int64, (4,)),
+        ("imp_ntl", np.int64),
+        ("fund_ppm", np.int64),
+        ("last_trade", np.int64),
+        ("ema_fp", np.int64),
+        ("ema_weight", np.int64),
+        ("ema_ts", np.int64),
+        ("prem_sum", np.int64),
+        ("prem_n", np.int64),
+        ("next_sample", np.int64),
+        ("next_funding", np.int64),
+        ("rate_ppb", np.int64),
+        ("due", np.int64),
+        ("oi", np.int64),
     ],
     align=True,
 )
@@ -90,7 +111,13 @@ C_PRIO_SEQ = 2
 C_HEAP_N = 3
 C_LIVE = 4
 C_BATCH_LEFT = 5
-N_COUNTERS = 8
+C_RISK = 6  # 1 when EngineConfig.risk is on
+C_DEPOSITS = 7  # atoms deposited, ever
+C_WITHDRAWALS = 8  # atoms withdrawn, ever
+C_FEES = 9  # fee account balance (atoms)
+C_NPOS = 10  # open positions (non-zero sizes), all accounts and markets
+C_CLOCK = 11  # the last Tick's timestamp
+N_COUNTERS = 16
 
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _ONE = np.uint64(1)

@@ -39,6 +39,15 @@ class Reject(IntEnum):
     MARKET_ORDER_WITH_PRICE = 1018
     MARK_INVALID = 1019
     ORDER_ID_MISSING = 1020
+    AMOUNT_INVALID = 1021
+    ORACLE_PRICE_INVALID = 1022
+    PRICE_ABOVE_MAX = 1023
+    LEVERAGE_INVALID = 1024
+
+    INSUFFICIENT_MARGIN = 2001
+    POSITION_LIMIT = 2002
+    WITHDRAW_TOO_LARGE = 2003
+    LEVERAGE_NEEDS_MARGIN = 2004
 
     FOK_NOT_FILLABLE = 3001
     POST_ONLY_WOULD_CROSS = 3002
@@ -48,6 +57,7 @@ class Reject(IntEnum):
     BOOK_FULL = 3006
 
     NO_MARK = 4001
+    RISK_DISABLED = 4002
 
 
 MESSAGES: dict[Reject, str] = {
@@ -71,6 +81,14 @@ MESSAGES: dict[Reject, str] = {
     Reject.MARKET_ORDER_WITH_PRICE: "A market order takes no price; its limit is the protection price.",
     Reject.MARK_INVALID: "The mark price must be positive and at most 2^40 ticks.",
     Reject.ORDER_ID_MISSING: "Give an order id or a client order id to say which order.",
+    Reject.AMOUNT_INVALID: "The amount must be a positive number of whole atoms (1e-6 USD), at most 2^60 atoms, and the balance may not pass 2^61 atoms.",
+    Reject.ORACLE_PRICE_INVALID: "The oracle price must be positive and at most the market's max_price.",
+    Reject.PRICE_ABOVE_MAX: "The price is above the market's max_price.",
+    Reject.LEVERAGE_INVALID: "Leverage must be a whole number from 1 to the maximum of the position's margin tier.",
+    Reject.INSUFFICIENT_MARGIN: "The account's available margin does not cover the initial margin this order adds.",
+    Reject.POSITION_LIMIT: "The order could take the position (or the account's total) beyond the engine's position limit.",
+    Reject.WITHDRAW_TOO_LARGE: "The withdrawal exceeds the collateral, or would leave equity below max(total initial margin, 10% of position notional).",
+    Reject.LEVERAGE_NEEDS_MARGIN: "At this leverage the account's initial margin would exceed its equity.",
     Reject.FOK_NOT_FILLABLE: "The fill-or-kill order cannot be filled in full right now; nothing was done.",
     Reject.POST_ONLY_WOULD_CROSS: "The post-only order would take liquidity; it was not placed.",
     Reject.UNKNOWN_ORDER: "No open order with this id exists in this market.",
@@ -78,6 +96,7 @@ MESSAGES: dict[Reject, str] = {
     Reject.AMEND_NO_CHANGE: "The amend changes neither price nor size.",
     Reject.BOOK_FULL: "The engine has no room for another open order.",
     Reject.NO_MARK: "The market has no mark price yet, so no price band can be checked.",
+    Reject.RISK_DISABLED: "This engine runs without accounts and margin (EngineConfig.risk is off).",
 }
 
 
@@ -98,6 +117,10 @@ class CommandKind(IntEnum):
     BATCH = 5
     SET_MARK = 6
     TICK = 7
+    DEPOSIT = 8
+    WITHDRAW = 9
+    SET_LEVERAGE = 10
+    ORACLE = 11
 
 
 class EventKind(IntEnum):
@@ -108,6 +131,11 @@ class EventKind(IntEnum):
     EXPIRED = 5
     AMENDED = 6
     LEVEL = 7
+    BALANCE = 8  # deposit or withdrawal: size = signed amount (atoms), remaining = new collateral
+    LEVERAGE = 9  # size = the account's new leverage in the market
+    MARK = 10  # price = new mark, remaining = oracle price (ticks)
+    FUNDING = 11  # one position's payment: size = position lots, price = oracle, remaining = credit atoms, oid = rate ppb
+    FUNDING_RATE = 12  # a market's settlement: oid = rate ppb, remaining = rounding remainder to the insurance fund
 
 
 class Side(IntEnum):

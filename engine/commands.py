@@ -157,6 +157,39 @@ class Tick(msgspec.Struct, tag="tick", frozen=True, forbid_unknown_fields=True):
     ts_ns: int
 
 
+class Deposit(msgspec.Struct, tag="deposit", frozen=True, forbid_unknown_fields=True):
+    """Credit USD collateral to an account (risk engines only)."""
+
+    account: int
+    amount: Decimal
+    ts_ns: int = 0
+
+
+class Withdraw(msgspec.Struct, tag="withdraw", frozen=True, forbid_unknown_fields=True):
+    """Take USD collateral out; refused if equity would fall below max(Σ IM, 10% of notional)."""
+
+    account: int
+    amount: Decimal
+    ts_ns: int = 0
+
+
+class SetLeverage(msgspec.Struct, tag="set_leverage", frozen=True, forbid_unknown_fields=True):
+    """The account's leverage in one market (1 to the tier's maximum)."""
+
+    account: int
+    market: int
+    leverage: int
+    ts_ns: int = 0
+
+
+class OracleUpdate(msgspec.Struct, tag="oracle", frozen=True, forbid_unknown_fields=True):
+    """The market's oracle price; the engine recomputes the mark from it (mechanics.md §3)."""
+
+    market: int
+    price: Decimal
+    ts_ns: int = 0
+
+
 Action = Union[Place, Cancel, Amend]
 
 
@@ -167,7 +200,7 @@ class Batch(msgspec.Struct, tag="batch", frozen=True, forbid_unknown_fields=True
     ts_ns: int = 0
 
 
-Command = Union[Place, Cancel, CancelAll, Amend, SetMark, Tick, Batch]
+Command = Union[Place, Cancel, CancelAll, Amend, SetMark, Tick, Batch, Deposit, Withdraw, SetLeverage, OracleUpdate]
 
 
 # ---------------------------------------------------------------------------- events
@@ -247,7 +280,53 @@ class Level(msgspec.Struct, tag="level", frozen=True):
     size_lots: int
 
 
-Event = Union[Accepted, Rejected, Fill, Cancelled, Expired, Amended, Level]
+class Balance(msgspec.Struct, tag="balance", frozen=True):
+    """A deposit (amount > 0) or withdrawal (amount < 0) and the collateral after it."""
+
+    cmd: int
+    account: int
+    amount_atoms: int
+    collateral_atoms: int
+
+
+class Leverage(msgspec.Struct, tag="leverage", frozen=True):
+    cmd: int
+    market: int
+    account: int
+    leverage: int
+
+
+class Mark(msgspec.Struct, tag="mark", frozen=True):
+    cmd: int
+    market: int
+    mark_ticks: int
+    oracle_ticks: int
+
+
+class Funding(msgspec.Struct, tag="funding", frozen=True):
+    """One position's hourly funding: ``credit_atoms`` < 0 means it paid."""
+
+    cmd: int
+    market: int
+    account: int
+    rate_ppb: int
+    oracle_ticks: int
+    size_lots: int
+    credit_atoms: int
+
+
+class FundingRate(msgspec.Struct, tag="funding_rate", frozen=True):
+    """A market's hourly settlement: the rate and the rounding remainder the insurance fund got."""
+
+    cmd: int
+    market: int
+    rate_ppb: int
+    oracle_ticks: int
+    remainder_atoms: int
+
+
+Event = Union[Accepted, Rejected, Fill, Cancelled, Expired, Amended, Level, Balance, Leverage, Mark, Funding,
+              FundingRate]
 
 
 class OpenOrder(msgspec.Struct, frozen=True):
@@ -284,6 +363,16 @@ def events_to_structs(events: np.ndarray) -> list[Event]:
             out.append(Amended(cmd, market, account, oid, side, price, size, bool(reason)))
         elif kind == EventKind.LEVEL:
             out.append(Level(cmd, market, side, price, size))
+        elif kind == EventKind.BALANCE:
+            out.append(Balance(cmd, account, size, remaining))
+        elif kind == EventKind.LEVERAGE:
+            out.append(Leverage(cmd, market, account, size))
+        elif kind == EventKind.MARK:
+            out.append(Mark(cmd, market, price, remaining))
+        elif kind == EventKind.FUNDING:
+            out.append(Funding(cmd, market, account, oid, price, size, remaining))
+        elif kind == EventKind.FUNDING_RATE:
+            out.append(FundingRate(cmd, market, oid, price, remaining))
         else:
             raise AssertionError(f"unknown event kind {kind}")
     return out
@@ -366,7 +455,7 @@ class _Writer:
             self.rec[name] = int(table[value])
 
 
-_SINGLE_COMMANDS = (Place, Cancel, CancelAll, Amend, SetMark, Tick)
+_SINGLE_COMMANDS = (Place, Cancel, CancelAll, Amend, SetMark, Tick, Deposit, Withdraw, SetLeverage, OracleUpdate)
 
 
 def _write(cmd: Command, rec: np.void, specs: Sequence[MarketSpec]) -> None:
@@ -419,13 +508,29 @@ def _write(cmd: Command, rec: np.void, specs: Sequence[MarketSpec]) -> None:
             rec["market"] = -1
         else:
             w.market(cmd.market)
-    elif isinstance(cmd, SetMark):
-        rec["kind"] = CommandKind.SET_MARK
+    elif isinstance(cmd, (SetMark, OracleUpdate)):
+        rec["kind"] = CommandKind.SET_MARK if isinstance(cmd, SetMark) else CommandKind.ORACLE
         spec = w.market(cmd.market)
         if spec is not None:
             w.decimal_field("price", cmd.price, spec.tick_size, units.to_ticks)
+    elif isinstance(cmd, (Deposit, Withdraw)):
+        rec["kind"] = CommandKind.DEPOSIT if isinstance(cmd, Deposit) else CommandKind.WITHDRAW
+        w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)
+        w.decimal_field("size", cmd.amount, Decimal(1) / units.ATOMS_PER_USD, _to_atoms)
+    elif isinstance(cmd, SetLeverage):
+        rec["kind"] = CommandKind.SET_LEVERAGE
+        w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)
+        w.market(cmd.market)
+        w.int_field("size", cmd.leverage, Reject.LEVERAGE_INVALID, 0, units.INT64_MAX)
     else:
         rec["kind"] = CommandKind.TICK
+
+
+def _to_atoms(amount: Decimal, _step: Decimal) -> int:
+    try:
+        return units.to_atoms(amount)
+    except units.UnitError as err:
+        raise units.UnitError(Reject.AMOUNT_INVALID, str(err)) from None
 
 
 def count_records(commands: Sequence[Command]) -> int:

@@ -16,9 +16,13 @@ from numba import njit
 
 from engine.book import (
     C_BATCH_LEFT,
+    C_DEPOSITS,
+    C_FEES,
     C_FREE_TOP,
     C_LIVE,
     C_ORDER_SEQ,
+    C_RISK,
+    C_WITHDRAWALS,
     MARKET_DTYPE,
     N_COUNTERS,
     ORDER_DTYPE,
@@ -32,6 +36,8 @@ from engine.commands import (
 )
 from engine.impact import MAX_IMPACT_NOTIONAL_ATOMS, impact_price_ticks
 from engine.kernel import apply_kernel
+from engine.risk import ACCOUNT_DTYPE, POSITION_DTYPE, equity_atoms, total_im, total_mm
+from engine.risk_state import PositionView, dump_risk, set_risk_fields
 from engine.spec import EngineConfig, MarketSpec, validate_markets
 
 ORDER_HASH_FIELDS = 10  # oid, account, remaining, tif, stp, expires_at, cloid0..3
@@ -135,6 +141,7 @@ class Engine:
             rec["max_order_lots"] = spec.max_order_lots
             rec["band_ppm"] = spec.band_ppm
             rec["slip_ppm"] = spec.slippage_ppm
+            set_risk_fields(rec, spec)
             lvl_off += 2 * levels
             bit_off += 2 * nwords
             sum_off += 2 * nsum
@@ -155,12 +162,18 @@ class Engine:
         self.heap = np.zeros(cap, dtype=np.int32)
         self.ctr = np.zeros(N_COUNTERS, dtype=np.int64)
         self.ctr[C_FREE_TOP] = cap
+        self.ctr[C_RISK] = int(config.risk)
+        # the last account record is the insurance fund (no command can address it)
+        self.acc = np.zeros(config.max_accounts + 1 if config.risk else 1, dtype=ACCOUNT_DTYPE)
+        self.pos = np.zeros((len(self.acc), nm), dtype=POSITION_DTYPE)
+        for m, spec in enumerate(specs):
+            self.pos[:, m]["lev"] = spec.tiers[0][1]
         self._ev = np.zeros(1 << 16, dtype=EVENT_DTYPE)
 
     def _state(self) -> tuple:
         return (self.orders, self.mkt, self.lvl_qty, self.lvl_head, self.lvl_tail, self.bits, self.summ,
                 self.best, self.count, self.acct_head, self.acct_tail, self.acct_count, self.free, self.heap,
-                self.ctr)
+                self.ctr, self.acc, self.pos)
 
     # ------------------------------------------------------------------------ commands
 
@@ -204,7 +217,42 @@ class Engine:
     # ------------------------------------------------------------------------ reading
 
     def state_hash(self) -> str:
-        return digest(dump_state(self.orders, self.mkt, self.lvl_qty, self.lvl_head, self.best, self.free, self.ctr))
+        book = dump_state(self.orders, self.mkt, self.lvl_qty, self.lvl_head, self.best, self.free, self.ctr)
+        return digest(np.concatenate([book, dump_risk(self.mkt, self.ctr, self.acc, self.pos)]))
+
+    # ------------------------------------------------------------------------ accounts
+
+    def collateral(self, account: int) -> int:
+        return int(self.acc[account]["collateral"])
+
+    def insurance_fund(self) -> int:
+        return int(self.acc[-1]["collateral"])
+
+    def fees(self) -> int:
+        return int(self.ctr[C_FEES])
+
+    def totals(self) -> tuple[int, int]:
+        """(deposits, withdrawals) ever, in atoms."""
+        return int(self.ctr[C_DEPOSITS]), int(self.ctr[C_WITHDRAWALS])
+
+    def position(self, account: int, market: int) -> PositionView:
+        p = self.pos[account, market]
+        return PositionView(int(p["size"]), int(p["cost"]), int(p["lev"]), int(p["realized"]), int(p["funding"]))
+
+    def equity(self, account: int) -> int:
+        return int(equity_atoms(self.acc, self.pos, self.mkt, account))
+
+    def initial_margin(self, account: int) -> int:
+        return int(total_im(self.pos, self.mkt, account))
+
+    def maintenance_margin(self, account: int) -> int:
+        return int(total_mm(self.pos, self.mkt, account))
+
+    def oracle(self, market: int) -> int:
+        return int(self.mkt[market]["oracle"])
+
+    def predicted_rate_ppb(self, market: int) -> int:
+        return int(self.mkt[market]["rate_ppb"])
 
     def impact_price(self, market: int, side: int, impact_notional_atoms: int) -> int:
         """Average price (ticks) to fill ``impact_notional_atoms`` against ``side`` (0 bids,

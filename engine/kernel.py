@@ -14,9 +14,13 @@ from __future__ import annotations
 
 from numba import njit
 
+from engine.accounts import do_deposit, do_set_leverage, do_withdraw
 from engine.book import (
     C_BATCH_LEFT,
+    C_CLOCK,
     C_HEAP_N,
+    C_LIVE,
+    C_NPOS,
 )
 from engine.codes import MAX_BATCH_ACTIONS
 from engine.emit import emit_reject
@@ -25,19 +29,24 @@ from engine.kernel_consts import (
     K_BATCH,
     K_CANCEL,
     K_CANCEL_ALL,
+    K_DEPOSIT,
+    K_ORACLE,
     K_PLACE,
+    K_SET_LEVERAGE,
     K_SET_MARK,
     K_TICK,
+    K_WITHDRAW,
     R_BAD_FIELD,
     R_BATCH_NESTED,
     R_BATCH_TOO_LARGE,
 )
 from engine.market_state import do_set_mark, do_tick
 from engine.matching import do_amend, do_cancel, do_cancel_all, do_place
+from engine.prices import do_oracle, tick_prices
 
 # Kernels take the engine's arrays positionally, always in this order:
 # orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-# acct_head, acct_tail, acct_count, free, heap, ctr.
+# acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos.
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -55,17 +64,18 @@ def event_bound(c, mkt, count, acct_head, acct_count, ctr):
         a = c["account"]
         if a >= 0 and a < acct_head.shape[0]:
             return 4 + 2 * acct_count[a]
-    elif kind == K_SET_MARK:
+    elif kind == K_SET_MARK or kind == K_ORACLE:
         if valid_m:
             return 4 + 2 * (count[m, 0] + count[m, 1])
     elif kind == K_TICK:
-        return 4 + 2 * ctr[C_HEAP_N]
+        # expiries, then per market a re-centre and a MARK, funding per position and market
+        return 4 + 2 * ctr[C_HEAP_N] + 2 * (ctr[C_LIVE] + mkt.shape[0]) + 2 * mkt.shape[0] + ctr[C_NPOS]
     return 4
 
 
 @njit(cache=True, _nrt=False)
 def apply_kernel(cmds, start, ev, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                 acct_head, acct_tail, acct_count, free, heap, ctr):
+                 acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
     """Process ``cmds[start:]``. Returns (next command, events written, events needed): the
     loop stops early only when the next command might not fit in ``ev``."""
     n = 0
@@ -91,22 +101,37 @@ def apply_kernel(cmds, start, ev, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits
                 continue
         if kind == K_PLACE:
             n = do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                         acct_head, acct_tail, acct_count, free, heap, ctr)
+                         acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
         elif kind == K_CANCEL:
             n = do_cancel(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                          acct_head, acct_tail, acct_count, free, heap, ctr)
+                          acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
         elif kind == K_AMEND:
             n = do_amend(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                         acct_head, acct_tail, acct_count, free, heap, ctr)
+                         acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
         elif kind == K_CANCEL_ALL:
             n = do_cancel_all(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                              acct_head, acct_tail, acct_count, free, heap, ctr)
+                              acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
         elif kind == K_SET_MARK:
             n = do_set_mark(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                            acct_head, acct_tail, acct_count, free, heap, ctr)
+                            acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
         elif kind == K_TICK:
-            n = do_tick(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                        acct_head, acct_tail, acct_count, free, heap, ctr)
+            if c["pre_reject"] != 0:
+                n = emit_reject(ev, n, i, c["ts"], c["market"], c["account"], c["oid"], c["pre_reject"])
+            else:
+                ctr[C_CLOCK] = c["ts"]
+                n = do_tick(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                            acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
+                n = tick_prices(ev, n, i, c["ts"], orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best,
+                                count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
+        elif kind == K_ORACLE:
+            n = do_oracle(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                          acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
+        elif kind == K_DEPOSIT:
+            n = do_deposit(c, i, ev, n, mkt, acct_head, ctr, acc, pos)
+        elif kind == K_WITHDRAW:
+            n = do_withdraw(c, i, ev, n, mkt, acct_head, ctr, acc, pos)
+        elif kind == K_SET_LEVERAGE:
+            n = do_set_leverage(c, i, ev, n, mkt, acct_head, ctr, acc, pos)
         elif kind == K_BATCH:
             left = ncmd - i - 1
             cnt = c["size"]

@@ -31,12 +31,12 @@ from engine.matching import cancel_resting
 
 # Kernels take the engine's arrays positionally, always in this order:
 # orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-# acct_head, acct_tail, acct_count, free, heap, ctr.
+# acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos.
 
 
 @njit(cache=True, _nrt=False)
 def recentre(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-             acct_head, acct_tail, acct_count, free, heap, ctr, m, new_base):
+             acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, m, new_base):
     """Move market ``m``'s window to start at ``new_base``: cancel what falls outside (bids
     from the top down, then asks from the bottom up), then shift the surviving levels."""
     levels = mkt[m]["levels"]
@@ -52,7 +52,7 @@ def recentre(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, sum
                     nxt = orders[s]["next"]
                     n = cancel_resting(ev, n, cmd, ts, E_CANCELLED, CR_WINDOW, orders, mkt, lvl_qty, lvl_head,
                                        lvl_tail, bits, summ, best, count, acct_head, acct_tail, acct_count,
-                                       free, heap, ctr, s, False)
+                                       free, heap, ctr, acc, pos, s, False)
                     s = nxt
                 n = emit(ev, n, E_LEVEL, cmd, ts, m, 0, 0, side, price, 0, 0, 0, 0)
             idx = next_level(mkt, bits, summ, m, side, idx)
@@ -82,7 +82,7 @@ def recentre(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, sum
 
 @njit(cache=True, _nrt=False)
 def do_set_mark(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                acct_head, acct_tail, acct_count, free, heap, ctr):
+                acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
     m = c["market"]
     price = c["price"]
     code = 0
@@ -94,6 +94,14 @@ def do_set_mark(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, sum
         code = R_MARK_INVALID
     if code != 0:
         return emit_reject(ev, n, i, c["ts"], m, c["account"], c["oid"], code)
+    return move_mark(ev, n, i, c["ts"], orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                     acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, m, price)
+
+
+@njit(cache=True, _nrt=False)
+def move_mark(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+              acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, m, price):
+    """Set market ``m``'s mark; re-centre the book's window when the band leaves it."""
     levels = mkt[m]["levels"]
     mkt[m]["mark"] = price
     new_base = price - levels // 2
@@ -105,18 +113,18 @@ def do_set_mark(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, sum
     low, high = band(mkt, m)
     base = mkt[m]["base"]
     if low < base or high >= base + levels:
-        n = recentre(ev, n, i, c["ts"], orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                     acct_head, acct_tail, acct_count, free, heap, ctr, m, new_base)
+        n = recentre(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                     acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, m, new_base)
     return n
 
 
 @njit(cache=True, _nrt=False)
 def do_tick(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-            acct_head, acct_tail, acct_count, free, heap, ctr):
+            acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
     ts = c["ts"]
     if c["pre_reject"] != 0:
         return emit_reject(ev, n, i, ts, c["market"], c["account"], c["oid"], c["pre_reject"])
     while ctr[C_HEAP_N] > 0 and orders[heap[0]]["expires_at"] <= ts:
         n = cancel_resting(ev, n, i, ts, E_EXPIRED, 0, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ,
-                           best, count, acct_head, acct_tail, acct_count, free, heap, ctr, heap[0], True)
+                           best, count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, heap[0], True)
     return n

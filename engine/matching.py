@@ -19,6 +19,7 @@ from engine.book import (
     C_LIVE,
     C_ORDER_SEQ,
     C_PRIO_SEQ,
+    C_RISK,
     SLOT_BITS,
     SLOT_MASK,
     acct_link,
@@ -48,10 +49,13 @@ from engine.kernel_consts import (
     R_DUPLICATE_CLOID,
     R_EXPIRY_IN_PAST,
     R_FOK_NOT_FILLABLE,
+    R_INSUFFICIENT_MARGIN,
     R_NO_MARK,
     R_NOT_OWNER,
     R_ORDER_ID_MISSING,
+    R_POSITION_LIMIT,
     R_POST_ONLY,
+    R_PRICE_ABOVE_MAX,
     R_PRICE_NOT_POSITIVE,
     R_PRICE_OUTSIDE_BAND,
     R_SIZE_ABOVE_MAX,
@@ -68,16 +72,19 @@ from engine.kernel_consts import (
     TIF_MARKET,
 )
 from engine.limits import band, crosses, notional_check, protection_price
+from engine.risk import expo_order, pretrade_code, settle_fill
 
 # Kernels take the engine's arrays positionally, always in this order:
 # orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-# acct_head, acct_tail, acct_count, free, heap, ctr.
+# acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos.
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def remove_resting(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                   acct_head, acct_tail, acct_count, free, heap, ctr, slot):
+                   acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot):
     """A resting order leaves the book for good: level, account list, heap, slot."""
+    if ctr[C_RISK] != 0:
+        expo_order(orders, mkt, pos, slot, -orders[slot]["remaining"])
     level_unlink(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count, slot)
     acct_unlink(orders, acct_head, acct_tail, acct_count, slot)
     if orders[slot]["heap_pos"] >= 0:
@@ -87,14 +94,14 @@ def remove_resting(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, c
 
 @njit(cache=True, _nrt=False, inline="always")
 def cancel_resting(ev, n, cmd, ts, kind, reason, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ,
-                   best, count, acct_head, acct_tail, acct_count, free, heap, ctr, slot, with_level):
+                   best, count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot, with_level):
     """Event (CANCELLED or EXPIRED), removal, then the level's new total if asked."""
     m = orders[slot]["market"]
     side = orders[slot]["side"]
     idx = orders[slot]["price"] - mkt[m]["base"]
     n = emit_order(ev, n, kind, cmd, ts, orders, slot, orders[slot]["remaining"], reason)
     remove_resting(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                   acct_head, acct_tail, acct_count, free, heap, ctr, slot)
+                   acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot)
     if with_level:
         n = emit_level(ev, n, cmd, ts, mkt, lvl_qty, m, side, idx)
     return n
@@ -130,7 +137,7 @@ def fok_fillable(orders, mkt, lvl_head, bits, summ, best, m, side, price, size, 
 
 @njit(cache=True, _nrt=False, inline="always")
 def match(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-          acct_head, acct_tail, acct_count, free, heap, ctr, taker):
+          acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, taker):
     """Match the taker in ``taker`` against the opposite side. Returns (n, stopped_by_stp);
     the taker's ``remaining`` is updated in place."""
     m = orders[taker]["market"]
@@ -162,7 +169,7 @@ def match(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
                     break
                 n = cancel_resting(ev, n, cmd, ts, E_CANCELLED, CR_STP_MAKER, orders, mkt, lvl_qty, lvl_head,
                                    lvl_tail, bits, summ, best, count, acct_head, acct_tail, acct_count,
-                                   free, heap, ctr, s, False)
+                                   free, heap, ctr, acc, pos, s, False)
                 touched = True
                 if stp == STP_BOTH:
                     stopped = True
@@ -173,13 +180,16 @@ def match(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
             q = rem if rem < mrem else mrem
             n = emit_fill(ev, n, cmd, ts, m, account, taker_oid, side, orders[s]["account"], orders[s]["oid"],
                           lp, q, mrem - q)
+            mkt[m]["last_trade"] = lp
+            if ctr[C_RISK] != 0:
+                settle_fill(acc, pos, mkt, ctr, m, account, side, orders[s]["account"], q, lp)
             orders[s]["remaining"] = mrem - q
             lvl_qty[li] -= q
             rem -= q
             touched = True
             if mrem == q:
                 remove_resting(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                               acct_head, acct_tail, acct_count, free, heap, ctr, s)
+                               acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, s)
             s = nxt
         if touched:
             n = emit_level(ev, n, cmd, ts, mkt, lvl_qty, m, opp, idx)
@@ -191,13 +201,15 @@ def match(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
 
 @njit(cache=True, _nrt=False, inline="always")
 def finish_taker(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                 acct_head, acct_tail, acct_count, free, heap, ctr, taker, stopped, in_account):
+                 acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, taker, stopped, in_account):
     """After matching: cancel, rest or retire the taker. ``in_account``: an amended order is
     already in its account list and maybe in the heap."""
     rem = orders[taker]["remaining"]
     tif = orders[taker]["tif"]
     rests = rem > 0 and not stopped and (tif == TIF_GTC or tif == TIF_ALO)
     if rests:
+        if ctr[C_RISK] != 0:
+            expo_order(orders, mkt, pos, taker, rem)
         ctr[C_PRIO_SEQ] += 1
         orders[taker]["prio"] = ctr[C_PRIO_SEQ]
         level_link(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count, taker)
@@ -223,7 +235,7 @@ def finish_taker(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits,
 
 @njit(cache=True, _nrt=False, inline="always")
 def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-             acct_head, acct_tail, acct_count, free, heap, ctr):
+             acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
     ts = c["ts"]
     m = c["market"]
     a = c["account"]
@@ -257,6 +269,9 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
         low, high = band(mkt, m)
         if price < low or price > high:
             code = R_PRICE_OUTSIDE_BAND
+    risk = ctr[C_RISK] != 0
+    if code == 0 and risk and price > mkt[m]["max_price"]:
+        code = R_PRICE_ABOVE_MAX
     if code == 0:
         code = notional_check(mkt, m, price, size)
     expires = c["expires_at"]
@@ -276,6 +291,8 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
     if code == 0 and tif == TIF_FOK and not fok_fillable(orders, mkt, lvl_head, bits, summ, best, m, side,
                                                          price, size, a, stp):
         code = R_FOK_NOT_FILLABLE
+    if code == 0 and risk:
+        code = pretrade_code(acc, pos, mkt, a, m, side, price, size, R_POSITION_LIMIT, R_INSUFFICIENT_MARGIN)
     slot = -1
     if code == 0:
         slot = slot_alloc(free, ctr)
@@ -309,9 +326,9 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
     o["live"] = 1
     n = emit(ev, n, E_ACCEPTED, i, ts, m, a, oid, side, price, size, 0, 0, 0)
     n, stopped = match(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                       acct_head, acct_tail, acct_count, free, heap, ctr, slot)
+                       acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot)
     return finish_taker(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                        acct_head, acct_tail, acct_count, free, heap, ctr, slot, stopped, False)
+                        acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot, stopped, False)
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -345,17 +362,17 @@ def locate(c, orders, mkt, acct_head):
 
 @njit(cache=True, _nrt=False, inline="always")
 def do_cancel(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-              acct_head, acct_tail, acct_count, free, heap, ctr):
+              acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
     slot, code = locate(c, orders, mkt, acct_head)
     if code != 0:
         return emit_reject(ev, n, i, c["ts"], c["market"], c["account"], c["oid"], code)
     return cancel_resting(ev, n, i, c["ts"], E_CANCELLED, CR_USER, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits,
-                          summ, best, count, acct_head, acct_tail, acct_count, free, heap, ctr, slot, True)
+                          summ, best, count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot, True)
 
 
 @njit(cache=True, _nrt=False)
 def do_cancel_all(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                  acct_head, acct_tail, acct_count, free, heap, ctr):
+                  acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
     m = c["market"]
     a = c["account"]
     code = 0
@@ -373,14 +390,14 @@ def do_cancel_all(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, s
         if m == -1 or orders[s]["market"] == m:
             n = cancel_resting(ev, n, i, c["ts"], E_CANCELLED, CR_CANCEL_ALL, orders, mkt, lvl_qty, lvl_head,
                                lvl_tail, bits, summ, best, count, acct_head, acct_tail, acct_count, free, heap,
-                               ctr, s, True)
+                               ctr, acc, pos, s, True)
         s = nxt
     return n
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def do_amend(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-             acct_head, acct_tail, acct_count, free, heap, ctr):
+             acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
     ts = c["ts"]
     slot, code = locate(c, orders, mkt, acct_head)
     if code != 0:
@@ -408,12 +425,25 @@ def do_amend(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
     if code == 0 and not (price == old_price and size < old_size):
         if orders[slot]["tif"] == TIF_ALO and crosses(mkt, best, m, side, price):
             code = R_POST_ONLY
+    risk = ctr[C_RISK] != 0
+    if code == 0 and risk and price > mkt[m]["max_price"]:
+        code = R_PRICE_ABOVE_MAX
+    if code == 0 and risk:
+        # judged as if the old order were gone and the new one placed
+        expo_order(orders, mkt, pos, slot, -old_size)
+        code = pretrade_code(acc, pos, mkt, c["account"], m, side, price, size, R_POSITION_LIMIT,
+                             R_INSUFFICIENT_MARGIN)
+        expo_order(orders, mkt, pos, slot, old_size)
     if code != 0:
         return emit_reject(ev, n, i, ts, m, c["account"], c["oid"], code)
     base = mkt[m]["base"]
     li = mkt[m]["lvl_off"] + side * mkt[m]["levels"] + (old_price - base)
+    if risk:
+        expo_order(orders, mkt, pos, slot, -old_size)
     if price == old_price and size < old_size:
         orders[slot]["remaining"] = size
+        if risk:
+            expo_order(orders, mkt, pos, slot, size)
         lvl_qty[li] -= old_size - size
         n = emit_order(ev, n, E_AMENDED, i, ts, orders, slot, size, 1)
         return emit_level(ev, n, i, ts, mkt, lvl_qty, m, side, old_price - base)
@@ -423,6 +453,6 @@ def do_amend(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
     n = emit_order(ev, n, E_AMENDED, i, ts, orders, slot, size, 0)
     n = emit_level(ev, n, i, ts, mkt, lvl_qty, m, side, old_price - base)
     n, stopped = match(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                       acct_head, acct_tail, acct_count, free, heap, ctr, slot)
+                       acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot)
     return finish_taker(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                        acct_head, acct_tail, acct_count, free, heap, ctr, slot, stopped, True)
+                        acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot, stopped, True)

@@ -10,8 +10,14 @@ from __future__ import annotations
 from decimal import Decimal
 
 import msgspec
+import numpy as np
 
 from engine import units
+from engine.codes import MAX_MARK_TICKS as MAX_PRICE_TICKS
+from engine.margin import check_tiers
+
+POSITION_NOTIONAL_CAP_ATOMS = 1 << 59  # one position at max_price; an account's sum ≤ 2^62
+MAX_POSITION_LOTS = 3_000_000_000  # MAX_POSITION_LOTS² < 2^63
 
 MAX_LADDER_LEVELS = 1 << 20
 
@@ -32,6 +38,15 @@ class MarketSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     band_pct: Decimal = Decimal("0.10")
     max_slippage: Decimal = Decimal("0.05")
     ladder_levels: int = 1 << 16
+    # risk (used when EngineConfig.risk is on; see docs/risk.md)
+    maker_fee: Decimal = Decimal("0.0001")
+    taker_fee: Decimal = Decimal("0.00035")
+    tiers: tuple[tuple[Decimal, int], ...] = ((Decimal(0), 10), (Decimal(5_000_000), 5))
+    max_price: Decimal = Decimal(1_000_000)
+    impact_notional: Decimal = Decimal(6_000)
+    funding_multiplier: Decimal = Decimal("0.5")
+    partial_liq_notional: Decimal = Decimal(100_000)
+    liq_fee: Decimal = Decimal("0.015")
 
     def __post_init__(self) -> None:
         if self.market_id < 0:
@@ -53,6 +68,46 @@ class MarketSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         levels = self.ladder_levels
         if levels < 256 or levels > MAX_LADDER_LEVELS or levels & (levels - 1):
             raise ValueError("ladder_levels must be a power of two between 256 and 2^20")
+        self._check_risk()
+
+    def _check_risk(self) -> None:
+        if not 0 <= self.taker_fee < 1 or not -self.taker_fee <= self.maker_fee < 1:
+            raise ValueError("fees: 0 <= taker_fee < 1 and -taker_fee <= maker_fee < 1 (a rebate never exceeds the taker fee)")
+        units.to_ppm(self.maker_fee)
+        units.to_ppm(self.taker_fee)
+        check_tiers(self.tier_lower_atoms, self.tier_max_lev)
+        if self.max_price <= 0:
+            raise ValueError("max_price must be positive")
+        if self.max_price_ticks > MAX_PRICE_TICKS:
+            raise ValueError(f"max_price is more than {MAX_PRICE_TICKS} ticks")
+        if self.max_price_ticks * self.atoms_per_tick_lot > POSITION_NOTIONAL_CAP_ATOMS:
+            raise ValueError("one lot at max_price is worth more than the position notional cap")
+        if not 0 < self.impact_notional or not 0 < self.funding_multiplier <= 10:
+            raise ValueError("impact_notional must be positive and funding_multiplier in (0, 10]")
+        units.to_atoms(self.impact_notional)
+        units.to_ppm(self.funding_multiplier)
+        if self.partial_liq_notional < 0 or not 0 <= self.liq_fee < 1:
+            raise ValueError("partial_liq_notional must be >= 0 and liq_fee in [0, 1)")
+        units.to_atoms(self.partial_liq_notional)
+        units.to_ppm(self.liq_fee)
+
+    @property
+    def tier_lower_atoms(self) -> np.ndarray:
+        return np.array([units.to_atoms(Decimal(lo)) for lo, _ in self.tiers], dtype=np.int64)
+
+    @property
+    def tier_max_lev(self) -> np.ndarray:
+        return np.array([lev for _, lev in self.tiers], dtype=np.int64)
+
+    @property
+    def max_price_ticks(self) -> int:
+        return units.to_ticks(self.max_price, self.tick_size)
+
+    @property
+    def max_position_lots(self) -> int:
+        """Largest position: its notional at max_price stays within the cap, and its square
+        fits int64 (the exact pro-rata cost split of engine/risk.py multiplies two sizes)."""
+        return min(MAX_POSITION_LOTS, POSITION_NOTIONAL_CAP_ATOMS // (self.max_price_ticks * self.atoms_per_tick_lot))
 
     @property
     def atoms_per_tick_lot(self) -> int:
@@ -70,12 +125,21 @@ class MarketSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def slippage_ppm(self) -> int:
         return units.to_ppm(self.max_slippage)
 
+    @property
+    def maker_fee_ppm(self) -> int:
+        return units.to_ppm(self.maker_fee)
+
+    @property
+    def taker_fee_ppm(self) -> int:
+        return units.to_ppm(self.taker_fee)
+
 
 class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Sizing of the preallocated arrays. Orders share one pool across markets."""
 
     max_orders: int = 1 << 20
     max_accounts: int = 1 << 16
+    risk: bool = False  # accounts, positions, fees, margin, funding, liquidation (docs/risk.md)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_orders <= (1 << 22):

@@ -15,25 +15,6 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-
-from engine.codes import MESSAGES, CancelReason, CommandKind, Reject, message
-from engine.commands import (
-    Accepted,
-    Amend,
-    Amended,
-    Batch,
-    Cancel,
-    CancelAll,
-    Cancelled,
-    Command,
-    Level,
-    Place,
-    Rejected,
-    SetMark,
-    Tick,
-    events_to_structs,
-)
-from engine.spec import EngineConfig, MarketSpec
 from engine_helpers import (
     ALICE,
     BOB,
@@ -57,7 +38,32 @@ from engine_helpers import (
     records,
 )
 
+from engine.codes import MESSAGES, CancelReason, CommandKind, Reject, message
+from engine.commands import (
+    Accepted,
+    Amend,
+    Amended,
+    Batch,
+    Cancel,
+    CancelAll,
+    Cancelled,
+    Command,
+    Deposit,
+    Level,
+    OracleUpdate,
+    Place,
+    Rejected,
+    SetLeverage,
+    SetMark,
+    Tick,
+    Withdraw,
+    events_to_structs,
+)
+from engine.spec import EngineConfig, MarketSpec
+
 R = Reject
+RISK = EngineConfig(max_orders=256, max_accounts=64, risk=True)
+FUNDED = [Deposit(account=ALICE, amount=Decimal(1_000_000))]
 A1, B1 = oid(1, 0), oid(2, 1)
 BOOK = [bid(ALICE, "2", "99.00", cloid="a1"), ask(BOB, "1", "101.00", cloid="b1")]
 # Tick 1, lot 10: 1e7 atoms per tick·lot, so any price above INT64_MAX // 1e7 = 922_337_203_685
@@ -306,6 +312,42 @@ ROWS = [
     # ------------------------------------------------------------------ 4001 market state
     row("place_before_any_mark", [bid(ALICE, "1", "99.00")], R.NO_MARK, setup=[], marks={}),
     row("market_order_before_any_mark", [market_order(ALICE, "sell", "1")], R.NO_MARK, setup=[], marks={}),
+    # ------------------------------------------------------------------ risk (EngineConfig.risk on)
+    row("deposit_fraction_of_an_atom", [Deposit(account=ALICE, amount=Decimal("0.0000001"))], R.AMOUNT_INVALID,
+        market=-1, config=RISK, setup=[]),
+    row("deposit_zero", [Deposit(account=ALICE, amount=Decimal(0))], R.AMOUNT_INVALID, market=-1, config=RISK,
+        setup=[]),
+    row("deposit_past_the_balance_cap", [Deposit(account=ALICE, amount=Decimal(2**60) / 10**6)],
+        R.AMOUNT_INVALID, market=-1, config=RISK, setup=[*FUNDED, Deposit(account=ALICE, amount=Decimal(2**60) / 10**6)]),
+    row("withdraw_negative", [Withdraw(account=ALICE, amount=Decimal(-1))], R.AMOUNT_INVALID, market=-1,
+        config=RISK, setup=FUNDED),
+    row("oracle_above_max_price", [OracleUpdate(market=0, price=Decimal("1000000.01"))], R.ORACLE_PRICE_INVALID,
+        account=-1, config=RISK, setup=[]),
+    row("oracle_zero", [OracleUpdate(market=0, price=Decimal(0))], R.ORACLE_PRICE_INVALID, account=-1, setup=[]),
+    row("bid_above_max_price", [bid(ALICE, "1", "101.00")], R.PRICE_ABOVE_MAX, config=RISK,
+        specs=(nvda(max_price=Decimal("100.50")),), setup=FUNDED),
+    row("leverage_above_the_tier", [SetLeverage(account=ALICE, market=0, leverage=11)], R.LEVERAGE_INVALID,
+        config=RISK, setup=FUNDED),
+    row("leverage_zero", [SetLeverage(account=ALICE, market=0, leverage=0)], R.LEVERAGE_INVALID,
+        config=RISK, setup=FUNDED),
+    # $100 of collateral; 20 shares at 99.00 need 198.00 at 10×
+    row("bid_beyond_available_margin", [bid(ALICE, "20", "99.00")], R.INSUFFICIENT_MARGIN, config=RISK,
+        setup=[Deposit(account=ALICE, amount=Decimal(100))]),
+    row("amend_up_beyond_available_margin", [Amend(market=0, account=ALICE, oid=A1, size=Decimal(20))],
+        R.INSUFFICIENT_MARGIN, oid=A1, config=RISK,
+        setup=[Deposit(account=ALICE, amount=Decimal(100)), Deposit(account=BOB, amount=Decimal(100)), *BOOK]),
+    # max_price 2^40 ticks: one lot is 1.1e13 atoms, so a position is capped at 2^59 // that = 52,428 lots
+    row("bid_beyond_the_position_cap", [bid(ALICE, "52.429", "99.00")], R.POSITION_LIMIT, config=RISK,
+        specs=(nvda(max_price=Decimal(2**40) / 100),), setup=FUNDED),
+    row("withdraw_more_than_collateral", [Withdraw(account=ALICE, amount=Decimal("1000000.01"))],
+        R.WITHDRAW_TOO_LARGE, market=-1, config=RISK, setup=FUNDED),
+    row("withdraw_below_initial_margin", [Withdraw(account=ALICE, amount=Decimal("91"))], R.WITHDRAW_TOO_LARGE,
+        market=-1, config=RISK, setup=[Deposit(account=ALICE, amount=Decimal(100)), bid(ALICE, "1", "99.00")]),
+    row("lower_leverage_needs_margin", [SetLeverage(account=ALICE, market=0, leverage=5)], R.LEVERAGE_NEEDS_MARGIN,
+        config=RISK, setup=[Deposit(account=ALICE, amount=Decimal(300)), bid(ALICE, "20", "99.00")]),
+    row("deposit_without_risk", [Deposit(account=ALICE, amount=Decimal(1))], R.RISK_DISABLED, market=-1, setup=[]),
+    row("risk_disabled_beats_unknown_account", [Deposit(account=99, amount=Decimal(1))], R.RISK_DISABLED,
+        market=-1, account=99, setup=[]),
     # ------------------------------------------------------------------ a raw pre_reject, per kind
     row("raw_place_pre_reject", raw_place(pre_reject=int(R.PRICE_MISSING)), R.PRICE_MISSING),
     row("raw_cancel_pre_reject", raw(CommandKind.CANCEL, market=0, account=ALICE, oid=A1,
@@ -383,7 +425,7 @@ def test_codes_are_numbered_by_stage():
     for code in Reject:
         by_stage.setdefault(int(code) // 1000, []).append(int(code))
 
-    assert sorted(by_stage) == [1, 3, 4]  # validation, matching, market state (no risk or auth yet)
+    assert sorted(by_stage) == [1, 2, 3, 4]  # validation, risk, matching, market state (auth is the gateway's)
     for stage, numbers in by_stage.items():
         assert numbers == list(range(stage * 1000 + 1, stage * 1000 + 1 + len(numbers))), f"gap in {stage}xxx"
     assert len({int(c) for c in Reject}) == len(Reject)

@@ -111,7 +111,12 @@ def _tuples(descr):
     """A descr decoded from msgpack (lists) back into numpy's form (tuples)."""
     if isinstance(descr, str):
         return descr
-    return [tuple(_tuples(x) if isinstance(x, list) else x for x in field) for field in descr]
+    out = []
+    for field in descr:  # (name, type) or (name, type, shape); a type may itself be a descr
+        name, kind, *shape = field
+        kind = _tuples(kind) if isinstance(kind, list) else kind
+        out.append((name, kind, tuple(shape[0])) if shape else (name, kind))
+    return out
 
 
 def write_snapshot(directory: str, engine: Engine, seq: int, *, fileops: FileOps | None = None) -> str:

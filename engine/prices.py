@@ -1,0 +1,113 @@
+"""Oracle updates and the mark price (mechanics.md §3, docs/risk.md).
+
+The oracle price is the last ``Oracle`` command's price. The mark is the median of
+``oracle``, ``oracle + EMA_150s(mid − oracle)`` and ``median(best bid, best ask, last
+trade)``, recomputed on every oracle update and every tick; the EMA takes one sample of
+``mid − oracle`` per recomputation, weighted by the time since the previous one
+(``engine.pricing``). Without both book sides no sample is taken; without any sample the
+EMA term is the oracle itself.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from engine.book import C_RISK
+from engine.emit import emit, emit_reject
+from engine.kernel_consts import E_MARK, R_ORACLE_INVALID, R_UNKNOWN_MARKET
+from engine.market_state import move_mark
+from engine.pricing import (
+    MARK_EMA_TAU_NS,
+    book_price_ticks,
+    ema_ticks,
+    ema_update,
+    mark_price_ticks,
+)
+from engine.settlement import (
+    FUNDING_PERIOD_NS,
+    FUNDING_SAMPLE_NS,
+    next_boundary,
+    sample_premium,
+    settle_funding,
+)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def book_prices(mkt, best, m):
+    """(best bid, best ask) in ticks, 0 for an empty side."""
+    base = mkt[m]["base"]
+    bid = base + best[m, 0] if best[m, 0] >= 0 else 0
+    ask = base + best[m, 1] if best[m, 1] >= 0 else 0
+    return bid, ask
+
+
+@njit(cache=True, _nrt=False)
+def next_mark(mkt, best, m, ts):
+    """Sample the EMA at ``ts`` and return the new mark (clamped to [1, max_price]).
+
+    The sample is ``mid − oracle`` with the mid's half tick rounded toward the oracle; its
+    weight is the time since the previous recomputation (``ema_ts``).
+    """
+    oracle = mkt[m]["oracle"]
+    bid, ask = book_prices(mkt, best, m)
+    last_ts = mkt[m]["ema_ts"]
+    if bid > 0 and ask > 0 and last_ts != 0 and ts > last_ts:
+        mid = book_price_ticks(bid, ask, 0, oracle)
+        ema, weight = ema_update(mkt[m]["ema_fp"], mkt[m]["ema_weight"], mid - oracle, ts - last_ts, MARK_EMA_TAU_NS)
+        mkt[m]["ema_fp"] = ema
+        mkt[m]["ema_weight"] = weight
+    if ts > last_ts:
+        mkt[m]["ema_ts"] = ts
+    basis = ema_ticks(mkt[m]["ema_fp"]) if mkt[m]["ema_weight"] > 0 else 0
+    mark = mark_price_ticks(oracle, basis, bid, ask, mkt[m]["last_trade"])
+    if mark < 1:
+        mark = 1
+    if mark > mkt[m]["max_price"]:
+        mark = mkt[m]["max_price"]
+    return mark
+
+
+@njit(cache=True, _nrt=False)
+def do_oracle(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+              acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
+    m = c["market"]
+    price = c["price"]
+    ts = c["ts"]
+    code = 0
+    if c["pre_reject"] != 0:
+        code = c["pre_reject"]
+    elif m < 0 or m >= mkt.shape[0]:
+        code = R_UNKNOWN_MARKET
+    elif price <= 0 or price > mkt[m]["max_price"]:
+        code = R_ORACLE_INVALID
+    if code != 0:
+        return emit_reject(ev, n, i, ts, m, -1, 0, code)
+    mkt[m]["oracle"] = price
+    if mkt[m]["next_sample"] == 0:  # the funding clock starts with the first oracle price
+        mkt[m]["next_sample"] = next_boundary(ts, FUNDING_SAMPLE_NS)
+        mkt[m]["next_funding"] = next_boundary(ts, FUNDING_PERIOD_NS)
+    mark = next_mark(mkt, best, m, ts)
+    n = move_mark(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                  acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, m, mark)
+    return emit(ev, n, E_MARK, i, ts, m, -1, 0, 0, mark, 0, price, 0, 0)
+
+
+@njit(cache=True, _nrt=False)
+def tick_prices(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
+    """The clock's price work, market by market in id order: the mark (a MARK event when it
+    moved), then with risk on the funding sample; then the hour's settlement."""
+    risk = ctr[C_RISK] != 0
+    for m in range(mkt.shape[0]):
+        if mkt[m]["oracle"] == 0:
+            continue
+        mark = next_mark(mkt, best, m, ts)
+        if mark != mkt[m]["mark"]:
+            n = move_mark(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                          acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, m, mark)
+            n = emit(ev, n, E_MARK, i, ts, m, -1, 0, 0, mark, 0, mkt[m]["oracle"], 0, 0)
+        if risk:
+            sample_premium(mkt, lvl_qty, bits, summ, best, m, ts)
+    if risk:
+        n = settle_funding(ev, n, i, ts, mkt, acc, pos)
+    return n

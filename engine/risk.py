@@ -1,0 +1,259 @@
+"""Accounts, positions, fees and margin as numba kernels (docs/risk.md, mechanics.md §2).
+
+Layout
+------
+* ``acc`` (``ACCOUNT_DTYPE``): one record per account plus one more at the end, the
+  insurance fund (``acc.shape[0] - 1``), which no command can address.
+* ``pos`` (``POSITION_DTYPE``): a dense ``[account, market]`` table. ``size`` is signed lots;
+  ``cost`` the signed entry cost basis in atoms (``Σ size·price·atl`` of what is open, so a
+  short has a negative cost); ``bid_*``/``ask_*`` the account's resting orders in that
+  market (lots, and notional at their limit prices in atoms).
+* The fee account is the counter ``ctr[C_FEES]``.
+
+Invariants (``engine.invariants``)
+----------
+* Conservation to the atom: ``Σ collateral + fees − Σ cost = deposits − withdrawals``
+  (``Σ uPnL`` at any common price equals ``−Σ cost`` because long and short sizes match).
+* Long lots equal short lots per market and equal ``mkt["oi"]``.
+* ``bid_*``/``ask_*`` equal the sums over the account's resting orders.
+
+Bounds: a position's notional at ``max_price`` is at most ``2^59`` atoms and its size at
+most ``MAX_POSITION_LOTS`` (so two sizes multiply inside int64); an account's total at the
+markets' ``max_price`` is at most ``2^62`` atoms; the pre-trade check enforces both, so
+equity, costs and margins never overflow.
+
+Known limitations: cross margin only (isolated margin, reduce-only, triggers, liquidation and
+ADL are not here yet); checks are O(markets) per order because positions are dense.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from engine.book import C_FEES, C_NPOS
+from engine.kernel_consts import PPM
+from engine.margin import initial_margin_atoms, maintenance_margin_atoms, max_leverage
+
+ACCOUNT_DTYPE = np.dtype([("collateral", np.int64), ("npos", np.int64)], align=True)
+
+POSITION_DTYPE = np.dtype(
+    [
+        ("size", np.int64),
+        ("cost", np.int64),
+        ("lev", np.int64),
+        ("bid_lots", np.int64),
+        ("bid_ntl", np.int64),
+        ("ask_lots", np.int64),
+        ("ask_ntl", np.int64),
+        ("realized", np.int64),
+        ("funding", np.int64),
+    ],
+    align=True,
+)
+
+ACCOUNT_TOTAL_CAP_ATOMS = 1 << 62
+MAX_AMOUNT_ATOMS = 1 << 60
+MAX_COLLATERAL_ATOMS = 1 << 61
+WITHDRAW_NOTIONAL_PPM = 100_000  # equity must stay ≥ 10% of position notional
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def ceil_div(num, den):
+    """⌈num / den⌉ for ``den > 0`` (any sign of ``num``)."""
+    return -((-num) // den)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def fee_atoms(notional_atoms, fee_ppm):
+    """Fee on a fill: a charge (ppm ≥ 0) is rounded up, a rebate (ppm < 0) is rounded down
+    in magnitude; both against the trader. Split so ``notional·ppm`` never overflows."""
+    mag = fee_ppm if fee_ppm >= 0 else -fee_ppm
+    q = notional_atoms // PPM
+    r = notional_atoms % PPM
+    if fee_ppm >= 0:
+        return q * mag + ceil_div(r * mag, PPM)
+    return -(q * mag + (r * mag) // PPM)
+
+
+# ---------------------------------------------------------------------------- exposure
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def expo_add(pos, mkt, a, m, side, price, lots):
+    """Add ``lots`` (signed) of a resting order at ``price`` to the account's order exposure."""
+    ntl = lots * price * mkt[m]["atl"]
+    if side == 0:
+        pos[a, m]["bid_lots"] += lots
+        pos[a, m]["bid_ntl"] += ntl
+    else:
+        pos[a, m]["ask_lots"] += lots
+        pos[a, m]["ask_ntl"] += ntl
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def expo_order(orders, mkt, pos, slot, lots):
+    expo_add(pos, mkt, orders[slot]["account"], orders[slot]["market"], orders[slot]["side"],
+             orders[slot]["price"], lots)
+
+
+# ---------------------------------------------------------------------------- margin
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def position_notional(pos, mkt, a, m):
+    size = pos[a, m]["size"]
+    mag = size if size >= 0 else -size
+    return mag * mkt[m]["mark"] * mkt[m]["atl"]
+
+
+@njit(cache=True, _nrt=False)
+def market_im(pos, mkt, a, m):
+    """Initial margin of the account's position and open orders in market ``m`` (atoms).
+
+    Long side exposure = long position at mark + bids valued at max(their limit notional,
+    their lots at mark); short side = short position at mark + asks at min(limit notional,
+    lots at mark) (mechanics.md §2). IM = ⌈max(long, short) / lev⌉ with ``lev`` the
+    account's leverage capped by the tier of that exposure. An order that only reduces the
+    position leaves max(long, short) — and so IM — unchanged: it needs no margin.
+    """
+    p = pos[a, m]
+    mark = mkt[m]["mark"]
+    atl = mkt[m]["atl"]
+    size = p["size"]
+    longx = (size if size > 0 else 0) * mark * atl
+    shortx = (-size if size < 0 else 0) * mark * atl
+    at_mark = p["bid_lots"] * mark * atl
+    longx += p["bid_ntl"] if p["bid_ntl"] > at_mark else at_mark
+    at_mark = p["ask_lots"] * mark * atl
+    shortx += p["ask_ntl"] if p["ask_ntl"] < at_mark else at_mark
+    x = longx if longx > shortx else shortx
+    if x == 0:
+        return 0
+    lev = p["lev"]
+    cap = max_leverage(x, mkt[m]["tier_lo"], mkt[m]["tier_lev"])
+    return initial_margin_atoms(x, lev if lev < cap else cap)
+
+
+@njit(cache=True, _nrt=False)
+def equity_atoms(acc, pos, mkt, a):
+    """collateral + Σ uPnL at the mark (``size·mark·atl − cost``)."""
+    eq = acc[a]["collateral"]
+    if acc[a]["npos"] == 0:
+        return eq
+    for m in range(mkt.shape[0]):
+        size = pos[a, m]["size"]
+        if size != 0:
+            eq += size * mkt[m]["mark"] * mkt[m]["atl"] - pos[a, m]["cost"]
+    return eq
+
+
+@njit(cache=True, _nrt=False)
+def total_im(pos, mkt, a):
+    total = 0
+    for m in range(mkt.shape[0]):
+        total += market_im(pos, mkt, a, m)
+    return total
+
+
+@njit(cache=True, _nrt=False)
+def total_mm(pos, mkt, a):
+    total = 0
+    for m in range(mkt.shape[0]):
+        if pos[a, m]["size"] != 0:
+            total += maintenance_margin_atoms(position_notional(pos, mkt, a, m), mkt[m]["tier_lo"], mkt[m]["tier_lev"])
+    return total
+
+
+@njit(cache=True, _nrt=False)
+def within_limits(pos, mkt, a):
+    """Every position of the account, with all its bids (or all its asks) filled, stays within
+    the market's ``max_pos``; and Σ of those at the markets' max prices stays ≤ 2^62."""
+    total = 0
+    for m in range(mkt.shape[0]):
+        p = pos[a, m]
+        hi = p["size"] + p["bid_lots"]
+        lo = p["size"] - p["ask_lots"]
+        worst = hi if hi > -lo else -lo
+        if worst > mkt[m]["max_pos"]:
+            return False
+        total += worst * mkt[m]["max_price"] * mkt[m]["atl"]  # ≤ 2^59 each
+        if total > ACCOUNT_TOTAL_CAP_ATOMS:
+            return False
+    return True
+
+
+@njit(cache=True, _nrt=False)
+def pretrade_code(acc, pos, mkt, a, m, side, price, lots, r_limit, r_margin):
+    """0 if the account may add an order of ``lots`` at ``price``; else a reject code.
+
+    The order is added to the exposure tentatively and taken out again: the limits must
+    hold with it, and if it raises the account's IM, equity must cover the new IM.
+    """
+    before = total_im(pos, mkt, a)
+    expo_add(pos, mkt, a, m, side, price, lots)
+    code = 0
+    if not within_limits(pos, mkt, a):
+        code = r_limit
+    else:
+        after = total_im(pos, mkt, a)
+        if after > before and equity_atoms(acc, pos, mkt, a) < after:
+            code = r_margin
+    expo_add(pos, mkt, a, m, side, price, -lots)
+    return code
+
+
+# ---------------------------------------------------------------------------- fills
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def apply_fill(acc, pos, mkt, a, m, side, lots, price, fee, ctr):
+    """One side of a fill: position, cost basis, realized PnL and the fee.
+
+    Opening or adding adds ``±lots·price·atl`` to the cost. Reducing removes the pro-rata
+    cost ``⌈cost·closing/|size|⌉`` (rounded up: the realized PnL ``cash − removed`` rounds
+    against the trader; what is left stays in the cost of the remaining position, so nothing
+    is created or lost) and books ``cash − removed`` to collateral. A flip closes the whole
+    position first. ``cost = Q·|size| + R`` splits the product so it fits int64.
+    """
+    p = pos[a, m]
+    atl = mkt[m]["atl"]
+    old = p["size"]
+    s = 1 if side == 0 else -1
+    new = old + s * lots
+    if old == 0 or (old > 0) == (s > 0):
+        p["cost"] += s * lots * price * atl
+    else:
+        mag = old if old > 0 else -old
+        closing = lots if lots < mag else mag
+        if closing == mag:
+            removed = p["cost"]
+        else:
+            q = p["cost"] // mag
+            r = p["cost"] - q * mag
+            removed = q * closing + ceil_div(r * closing, mag)
+        realized = -s * closing * price * atl - removed
+        p["cost"] -= removed
+        p["realized"] += realized
+        acc[a]["collateral"] += realized
+        if lots > closing:
+            p["cost"] += s * (lots - closing) * price * atl
+    p["size"] = new
+    acc[a]["collateral"] -= fee
+    ctr[C_FEES] += fee
+    if old == 0 and new != 0:
+        acc[a]["npos"] += 1
+        ctr[C_NPOS] += 1
+    elif old != 0 and new == 0:
+        acc[a]["npos"] -= 1
+        ctr[C_NPOS] -= 1
+    mkt[m]["oi"] += (new if new > 0 else 0) - (old if old > 0 else 0)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def settle_fill(acc, pos, mkt, ctr, m, taker, taker_side, maker, lots, price):
+    """Both sides of one fill: positions, PnL, the maker's order exposure, fees."""
+    ntl = lots * price * mkt[m]["atl"]
+    apply_fill(acc, pos, mkt, taker, m, taker_side, lots, price, fee_atoms(ntl, mkt[m]["taker_ppm"]), ctr)
+    apply_fill(acc, pos, mkt, maker, m, 1 - taker_side, lots, price, fee_atoms(ntl, mkt[m]["maker_ppm"]), ctr)
+    expo_add(pos, mkt, maker, m, 1 - taker_side, price, -lots)
