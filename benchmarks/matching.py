@@ -26,8 +26,20 @@ For each mix (``benchmarks/workload.py`` documents them):
    ``state_hash()``. Both are timed on the same prefix and
    the ratio is reported.
 
-The exit status is 1 if any check fails (reference mismatch, or the timed engine emitting
-a different number of events than the generation engine did).
+With margin checks (``core-margin``)
+------------------------------------
+The exchange-core stream once more, on engines with ``EngineConfig(risk=True)``: accounts,
+positions, fees and the pre-trade margin check of every place and amend. Before the
+prefill, untimed, each of the mix's accounts deposits ``workload.MARGIN_DEPOSIT`` and an
+``OracleUpdate`` per market sets the oracle price and the mark (``workload.margin_setup``);
+the stream's SetMark commands still move the mark. Steps 3–5 are as above (the reference
+engine runs with risk on too). One more untimed pass, with every event copied out, counts
+the risk engine's events and rejects by code (so a stream rejected for margin would show),
+and ends with ``check_invariants()`` (conservation of money, open interest, order
+exposure); the timed runs must emit exactly as many events as that pass.
+
+The exit status is 1 if any check fails (reference mismatch, the timed engine emitting
+a different number of events than the generation engine did, or broken invariants).
 
 Known limitations
 -----------------
@@ -52,9 +64,11 @@ import numba
 import numpy as np
 
 from benchmarks import workload
-from engine.codes import EventKind
+from engine.book import C_NPOS
+from engine.codes import EventKind, Reject
 from engine.engine import Engine
 from engine.reference import ReferenceEngine
+from engine.spec import EngineConfig
 
 DEFAULT_COMMANDS = 1_000_000
 DEFAULT_BATCH = 4_096
@@ -64,6 +78,10 @@ QUICK_REFERENCE_COMMANDS = 10_000
 PERCENTILES = (50.0, 99.0, 99.9)
 _EVENT_KINDS = {int(k) for k in EventKind}
 LATENCY_METHOD = "per-batch average per command (batch wall time / batch size), percentiles over batches"
+MARGIN_RUN = "core-margin"  # the exchange-core mix on a risk engine (margin checks on)
+MIX_CHOICES = {"core": ["core"], "churn": ["churn"], MARGIN_RUN: [MARGIN_RUN], "both": ["core", "churn"],
+               "all": ["core", "churn", MARGIN_RUN]}
+AUDIT_BATCH = 1 << 16
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,8 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"timed commands per mix (default {DEFAULT_COMMANDS:,}; {QUICK_COMMANDS:,} with --quick)")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, metavar="B",
                         help=f"records per Engine.apply_count call (default {DEFAULT_BATCH})")
-    parser.add_argument("--mix", choices=("core", "churn", "both"), default="both",
-                        help="exchange-core mix, churn mix, or both (default both)")
+    parser.add_argument("--mix", choices=tuple(MIX_CHOICES), default="all",
+                        help="exchange-core mix, churn mix, exchange-core with accounts and margin checks "
+                             f"({MARGIN_RUN}), core and churn (both), or all three (default all)")
     parser.add_argument("--reference-commands", type=int, default=None, metavar="N",
                         help="stream commands also run through the reference engine and compared "
                              f"(default {DEFAULT_REFERENCE_COMMANDS:,}; {QUICK_REFERENCE_COMMANDS:,} with --quick; 0 skips)")
@@ -103,20 +122,34 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def warm_up() -> float:
-    """Seconds to compile (or load from cache) the kernels, on a throw-away engine."""
+    """Seconds to compile (or load from cache) the kernels, on throw-away engines (one
+    without and one with risk, so no path of either is compiled inside a timed region)."""
     started = time.perf_counter()
-    engine = Engine(list(workload.MARKETS))
     sample = workload.build(workload.CORE, 100)
-    engine.apply(sample.prefill)
-    engine.apply_count(sample.stream)
-    engine.state_hash()
+    for config, setup in ((EngineConfig(), None), (EngineConfig(risk=True), workload.margin_setup(workload.CORE))):
+        engine = Engine(list(workload.MARKETS), config)
+        if setup is not None:
+            engine.apply(setup)
+        engine.apply(sample.prefill)
+        engine.apply_count(sample.stream)
+        engine.state_hash()
     return time.perf_counter() - started
 
 
-def time_stream(wl: workload.Workload, batch: int, copy_events: bool) -> dict:
-    """Prefill untimed, then the stream in batches; per-batch times in ns."""
-    engine = Engine(wl.specs)
+def fresh_engine(wl: workload.Workload, margin: bool) -> Engine:
+    """A new engine with the workload's prefill applied (after the margin setup, with risk on)."""
+    if not margin:
+        engine = Engine(wl.specs)
+    else:
+        engine = Engine(wl.specs, EngineConfig(risk=True))
+        engine.apply_count(workload.margin_setup(wl.mix))
     engine.apply_count(wl.prefill)
+    return engine
+
+
+def time_stream(wl: workload.Workload, batch: int, copy_events: bool, margin: bool = False) -> dict:
+    """Prefill untimed, then the stream in batches; per-batch times in ns."""
+    engine = fresh_engine(wl, margin)
     stream = wl.stream
     batches = [stream[i:i + batch] for i in range(0, len(stream), batch)]
     sizes = np.array([len(b) for b in batches], dtype=np.int64)
@@ -151,13 +184,16 @@ def time_stream(wl: workload.Workload, batch: int, copy_events: bool) -> dict:
     }
 
 
-def check_reference(wl: workload.Workload, n: int) -> dict:
-    """Prefill + the first ``n`` stream commands through both engines; compare and time."""
+def check_reference(wl: workload.Workload, n: int, margin: bool = False) -> dict:
+    """Prefill + the first ``n`` stream commands through both engines; compare and time.
+    With ``margin``, both have risk on and get the margin setup first."""
     if n == 0:
         return {"commands": 0, "checked": False}
     prefix = np.ascontiguousarray(wl.stream[:n])
-    fast, slow = Engine(wl.specs), ReferenceEngine(wl.specs)
-    pre_fast, pre_slow = fast.apply(wl.prefill), slow.apply(wl.prefill)
+    config = EngineConfig(risk=margin)
+    fast, slow = Engine(wl.specs, config), ReferenceEngine(wl.specs, config)
+    prefill = np.concatenate([workload.margin_setup(wl.mix), wl.prefill]) if margin else wl.prefill
+    pre_fast, pre_slow = fast.apply(prefill), slow.apply(prefill)
     t0 = time.perf_counter()
     ev_fast = fast.apply(prefix)
     t1 = time.perf_counter()
@@ -215,14 +251,55 @@ def _event_dict(e: np.void) -> dict:
     return {name: int(e[name]) for name in e.dtype.names}
 
 
-def run_mix(mix: workload.Mix, args: argparse.Namespace) -> dict:
+def audit_margin_run(wl: workload.Workload) -> dict:
+    """The margin run once, untimed, with its events copied out: events by kind, rejects by
+    code, the risk state at the end, and whether ``check_invariants()`` holds."""
+    engine = fresh_engine(wl, margin=True)
+    kinds = np.zeros(workload.N_EVENT_KINDS, dtype=np.int64)
+    rejects: dict[int, int] = {}
+    for i in range(0, len(wl.stream), AUDIT_BATCH):
+        ev = engine.apply(wl.stream[i:i + AUDIT_BATCH])
+        kinds += np.bincount(ev["kind"], minlength=workload.N_EVENT_KINDS)[:workload.N_EVENT_KINDS]
+        for code, cnt in zip(*np.unique(ev["code"][ev["kind"] == int(EventKind.REJECTED)], return_counts=True)):
+            rejects[int(code)] = rejects.get(int(code), 0) + int(cnt)
+    try:
+        engine.check_invariants()
+        invariants = "hold"
+    except AssertionError as exc:
+        invariants = f"BROKEN: {exc}"
+    accounts = range(wl.mix.n_accounts)
+    return {
+        "accounts": wl.mix.n_accounts,
+        "deposit_atoms_each": int(workload.margin_setup(wl.mix)["size"][0]),
+        "events": int(kinds.sum()),
+        "event_kinds": {k.name.lower(): int(kinds[int(k)]) for k in EventKind},
+        "rejects": {Reject(c).name: cnt for c, cnt in sorted(rejects.items())},
+        "insufficient_margin_share": rejects.get(int(Reject.INSUFFICIENT_MARGIN), 0) / max(len(wl.stream), 1),
+        "open_positions": int(engine.ctr[C_NPOS]),
+        "fees_atoms": engine.fees(),
+        "min_margin_ratio": min((engine.equity(a) / engine.initial_margin(a) for a in accounts
+                                 if engine.initial_margin(a) > 0), default=None),
+        "invariants": invariants,
+    }
+
+
+def run_mix(name: str, args: argparse.Namespace) -> dict:
+    margin = name == MARGIN_RUN
+    mix = workload.CORE if margin else workload.MIXES[name]
     wl = workload.build(mix, args.commands, seed=args.seed)
-    runs = [time_stream(wl, args.batch, args.copy_events) for _ in range(args.repeat)]
+    audit = audit_margin_run(wl) if margin else None
+    runs = [time_stream(wl, args.batch, args.copy_events, margin) for _ in range(args.repeat)]
     timed = min(runs, key=lambda r: r["wall_s"])
     timed["repeats_commands_per_s"] = [r["commands_per_s"] for r in runs]
-    ref = check_reference(wl, args.reference_commands)
+    if audit is not None:
+        timed["events_expected"] = audit["events"]
+    ref = check_reference(wl, args.reference_commands, margin)
     ok = timed["events"] == timed["events_expected"] and (not ref["checked"] or (ref["events_equal"] and ref["hash_equal"]))
-    return {"mix": mix.name, "ok": bool(ok), "workload": wl.stats, "timed": timed, "reference": ref}
+    out = {"mix": name, "ok": bool(ok), "workload": wl.stats, "timed": timed, "reference": ref}
+    if audit is not None:
+        out["ok"] = bool(ok and audit["invariants"] == "hold")
+        out["margin"] = audit
+    return out
 
 
 def environment() -> dict:
@@ -251,8 +328,7 @@ def run(args: argparse.Namespace) -> dict:
         print("loading the numba kernels (the first run on a machine compiles them: about a minute)…",
               file=sys.stderr, flush=True)
     compile_s = warm_up()
-    mixes = ["core", "churn"] if args.mix == "both" else [args.mix]
-    results = [run_mix(workload.MIXES[name], args) for name in mixes]
+    results = [run_mix(name, args) for name in MIX_CHOICES[args.mix]]
     return {
         "benchmark": "matching",
         "seed": args.seed,
@@ -279,14 +355,14 @@ def render(result: dict) -> str:
         f"python {env['python']}, numpy {env['numpy']}, numba {env['numba']}",
         f"compile / cache load: {result['compile_s']:.2f} s (excluded)",
         "",
-        f"{'mix':<6} {'commands':>10} {'resting':>13} {'Mcmd/s':>7} {'Mev/s':>6} "
+        f"{'mix':<11} {'commands':>10} {'resting':>13} {'Mcmd/s':>7} {'Mev/s':>6} "
         f"{'p50 ns':>7} {'p99 ns':>7} {'p99.9 ns':>8} {'reference check':>24}",
     ]
     for r in result["mixes"].values():
         t, ref, rest = r["timed"], r["reference"], r["workload"]["resting"]
         lat = t["ns_per_command"]
         lines.append(
-            f"{r['mix']:<6} {t['commands']:>10,} {rest['min']:>5,}–{rest['max']:<7,} "
+            f"{r['mix']:<11} {t['commands']:>10,} {rest['min']:>5,}–{rest['max']:<7,} "
             f"{t['commands_per_s'] / 1e6:>7.2f} {t['events_per_s'] / 1e6:>6.2f} "
             f"{lat['p50']:>7.1f} {lat['p99']:>7.1f} {lat['p99.9']:>8.1f} {_ref_cell(ref):>24}"
         )
@@ -308,14 +384,24 @@ def _ref_cell(ref: dict) -> str:
 def _details(r: dict) -> list[str]:
     w, t, ref = r["workload"], r["timed"], r["reference"]
     share = " ".join(f"{k} {v:.1%}" for k, v in w["share"].items())
-    ev = w["events"]
-    rejects = ", ".join(f"{k} {v:,} ({v / w['commands']:.2%})" for k, v in w["rejects"].items()) or "none"
+    margin = r.get("margin")
+    ev = margin["event_kinds"] if margin else w["events"]
+    reject_counts = margin["rejects"] if margin else w["rejects"]
+    rejects = ", ".join(f"{k} {v:,} ({v / w['commands']:.2%})" for k, v in reject_counts.items()) or "none"
+    stp = "" if margin else f" ({w['stp_cancels']:,} by STP)"
     lines = [
         "",
         f"{r['mix']}: {share}; generated in {w['generate_s']:.2f} s; resting mean {w['resting']['mean']:,}",
         f"  {t['events']:,} events in {t['wall_s']:.3f} s over {t['batches']} batches: {ev['fill']:,} fills, "
-        f"{ev['cancelled']:,} cancels ({w['stp_cancels']:,} by STP), {ev['amended']:,} amends; rejects: {rejects}",
+        f"{ev['cancelled']:,} cancels{stp}, {ev['amended']:,} amends; rejects: {rejects}",
     ]
+    if margin:
+        ratio = margin["min_margin_ratio"]
+        lines.append(
+            f"  risk on: {margin['accounts']} accounts with {margin['deposit_atoms_each'] / 1e6:,.0f} USD each; "
+            f"INSUFFICIENT_MARGIN {margin['insufficient_margin_share']:.2%} of commands; at the end "
+            f"{margin['open_positions']} open positions, fees {margin['fees_atoms'] / 1e6:,.2f} USD, lowest "
+            f"equity / initial margin {'n/a' if ratio is None else f'{ratio:,.0f}'}; invariants {margin['invariants']}")
     if len(t["repeats_commands_per_s"]) > 1:
         runs = ", ".join(f"{x / 1e6:.2f}" for x in t["repeats_commands_per_s"])
         lines.append(f"  Mcmd/s of each run: {runs}")

@@ -64,6 +64,16 @@ Known limitations
   mixes measure the hot path; the test suite covers the rest.
 * ``resting_orders`` reads ``Engine.orders`` directly (fields ``live``, ``oid``, …): a
   change of the pool layout in ``engine/book.py`` must be followed here.
+
+With margin checks
+------------------
+``margin_setup`` gives the records that turn an engine with ``EngineConfig(risk=True)``
+into one the same stream can run on: a deposit of ``MARGIN_DEPOSIT`` for each of the mix's
+accounts and an ``OracleUpdate`` per market at its starting mark (so the mark is the
+oracle's, and the prefill's SetMark leaves it where it is), timestamped just before the
+prefill. The stream was generated on an engine without risk; with that deposit no order
+needs more margin than its account has, so the risk engine gives the same events (the
+matching benchmark counts them and reports every reject code it sees).
 """
 
 from __future__ import annotations
@@ -78,6 +88,7 @@ from engine.codes import CancelReason, CommandKind, EventKind, Reject, Side, Tif
 from engine.commands import COMMAND_DTYPE
 from engine.engine import Engine
 from engine.spec import EngineConfig, MarketSpec
+from engine.units import to_atoms
 
 N_EVENT_KINDS = max(EventKind) + 1
 
@@ -94,6 +105,8 @@ MAX_OFFSET_TICKS = 400
 MARK_DRIFT_LIMIT_PPM = 10_000  # 1 %: beyond this SetMark steps point back to the start
 STP_SHARES = (0.8, 0.1, 0.1)  # EXPIRE_MAKER, EXPIRE_TAKER, EXPIRE_BOTH
 AMEND_SHARES = (0.70, 0.15, 0.15)  # price only, size only, both
+
+MARGIN_DEPOSIT = Decimal(100_000_000)  # USD per account for the run with margin checks
 
 # command categories inside the generator (not engine codes)
 GTC, IOC, CANCEL, AMEND, MARK = range(5)
@@ -411,3 +424,17 @@ def _stats(gen: _Generator, stream: np.ndarray, seconds: float) -> dict:
     }
 
 
+def margin_setup(mix: Mix, deposit: Decimal = MARGIN_DEPOSIT) -> np.ndarray:
+    """Deposits for accounts ``0..mix.n_accounts-1``, then an ``OracleUpdate`` per market at
+    its starting mark; timestamps just before the prefill's (``TS0``)."""
+    n_markets = len(MARKETS)
+    n = mix.n_accounts + n_markets
+    rec = np.zeros(n, dtype=COMMAND_DTYPE)
+    rec["ts"] = TS0 - TS_STEP_NS * np.arange(n, 0, -1, dtype=np.int64)
+    rec["kind"][: mix.n_accounts] = int(CommandKind.DEPOSIT)
+    rec["account"][: mix.n_accounts] = np.arange(mix.n_accounts)
+    rec["size"][: mix.n_accounts] = to_atoms(deposit)
+    rec["kind"][mix.n_accounts :] = int(CommandKind.ORACLE)
+    rec["market"][mix.n_accounts :] = np.arange(n_markets)
+    rec["price"][mix.n_accounts :] = START_MARK_TICKS
+    return rec
