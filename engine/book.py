@@ -99,6 +99,8 @@ MARKET_DTYPE = np.dtype(
         ("next_funding", np.int64),
         ("rate_ppb", np.int64),
         ("due", np.int64),
+        ("liq_partial", np.int64),
+        ("liq_fee_ppm", np.int64),
         ("oi", np.int64),
     ],
     align=True,

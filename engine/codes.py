@@ -107,6 +107,14 @@ class CancelReason(IntEnum):
     STP_TAKER = 4
     CANCEL_ALL = 5
     OUT_OF_WINDOW = 6
+    LIQUIDATION = 7
+
+
+class LiquidationStep(IntEnum):
+    BOOK = 1  # an IOC at the fillable price: oid, side, price = limit, size = lots sent, remaining = lots filled
+    BACKSTOP = 2  # the insurance fund takes the position at the mark: size = signed lots, price = mark
+    COLLATERAL = 3  # what is left of the collateral goes to the fund: remaining = atoms (may be < 0)
+    FEE = 4  # liquidation fee from the surplus to the fund: remaining = atoms
 
 
 class CommandKind(IntEnum):
@@ -136,6 +144,7 @@ class EventKind(IntEnum):
     MARK = 10  # price = new mark, remaining = oracle price (ticks)
     FUNDING = 11  # one position's payment: size = position lots, price = oracle, remaining = credit atoms, oid = rate ppb
     FUNDING_RATE = 12  # a market's settlement: oid = rate ppb, remaining = rounding remainder to the insurance fund
+    LIQUIDATION = 13  # reason = step (LiquidationStep); see docs/risk.md
 
 
 class Side(IntEnum):

@@ -30,6 +30,7 @@ from engine.codes import (
     CancelReason,
     CommandKind,
     EventKind,
+    LiquidationStep,
     Reject,
     Side,
     Stp,
@@ -315,6 +316,24 @@ class Funding(msgspec.Struct, tag="funding", frozen=True):
     credit_atoms: int
 
 
+class Liquidation(msgspec.Struct, tag="liquidation", frozen=True):
+    """One step of a liquidation (``engine.codes.LiquidationStep``): BOOK (an IOC: ``oid``,
+    ``side``, limit ``price_ticks``, ``size_lots`` sent, ``amount`` = lots filled), BACKSTOP
+    (``size_lots`` = the signed position the fund took at ``price_ticks`` = mark), COLLATERAL
+    (``amount`` = atoms handed to the fund, < 0 when the account was bankrupt), FEE (``amount``
+    = the liquidation fee in atoms)."""
+
+    cmd: int
+    market: int
+    account: int
+    step: LiquidationStep
+    oid: int
+    side: int
+    price_ticks: int
+    size_lots: int
+    amount: int
+
+
 class FundingRate(msgspec.Struct, tag="funding_rate", frozen=True):
     """A market's hourly settlement: the rate and the rounding remainder the insurance fund got."""
 
@@ -326,7 +345,7 @@ class FundingRate(msgspec.Struct, tag="funding_rate", frozen=True):
 
 
 Event = Union[Accepted, Rejected, Fill, Cancelled, Expired, Amended, Level, Balance, Leverage, Mark, Funding,
-              FundingRate]
+              FundingRate, Liquidation]
 
 
 class OpenOrder(msgspec.Struct, frozen=True):
@@ -373,6 +392,8 @@ def events_to_structs(events: np.ndarray) -> list[Event]:
             out.append(Funding(cmd, market, account, oid, price, size, remaining))
         elif kind == EventKind.FUNDING_RATE:
             out.append(FundingRate(cmd, market, oid, price, remaining))
+        elif kind == EventKind.LIQUIDATION:
+            out.append(Liquidation(cmd, market, account, LiquidationStep(reason), oid, side, price, size, remaining))
         else:
             raise AssertionError(f"unknown event kind {kind}")
     return out

@@ -2,13 +2,28 @@
 
 Raises ``AssertionError`` naming the first broken invariant. Slow (Python loops over the
 live orders), so tests run it on small engines after every command.
+
+Risk state (engine/risk.py): conservation to the atom ``Σ collateral (insurance fund
+included) + fees − Σ cost = deposits − withdrawals``; per market long lots = short lots =
+``oi``; each position's order exposure (``bid_*``/``ask_*``) equals the sums over its
+account's resting orders; open-position counts agree. Sums are taken in Python integers,
+so a wrapped int64 shows up as a broken equation rather than a silent one.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from engine.book import C_FREE_TOP, C_HEAP_N, C_LIVE
+from engine.book import (
+    C_DEPOSITS,
+    C_FEES,
+    C_FREE_TOP,
+    C_HEAP_N,
+    C_LIVE,
+    C_NPOS,
+    C_RISK,
+    C_WITHDRAWALS,
+)
 
 
 def _bits_of(occupied: np.ndarray) -> np.ndarray:
@@ -89,6 +104,51 @@ def _check_heap(engine, resting: set[int]) -> None:
     assert set(heap) == expect and len(heap) == len(expect), "expiry heap disagrees with the book"
 
 
+def _check_risk(engine, resting: set[int]) -> None:
+    acc, pos, mkt, ctr = engine.acc, engine.pos, engine.mkt, engine.ctr
+    nm = len(engine.specs)
+    assert not np.any(mkt["due"]), "a market is left marked due for settlement"
+    if ctr[C_RISK] == 0:
+        assert int(ctr[C_DEPOSITS]) == int(ctr[C_WITHDRAWALS]) == int(ctr[C_FEES]) == int(ctr[C_NPOS]) == 0, \
+            "risk counters moved while risk is off"
+        assert not np.any(acc["collateral"]) and not np.any(pos["size"]), "balances or positions while risk is off"
+        assert not np.any(pos["bid_lots"]) and not np.any(pos["ask_lots"]), "order exposure while risk is off"
+        assert not np.any(mkt["oi"]), "open interest while risk is off"
+        return
+    assert len(acc) == len(engine.acct_head) + 1, "the insurance fund row is missing"
+    collateral = sum(int(x) for x in acc["collateral"])
+    cost = sum(int(x) for x in pos["cost"].reshape(-1))
+    fees, deposits, withdrawals = int(ctr[C_FEES]), int(ctr[C_DEPOSITS]), int(ctr[C_WITHDRAWALS])
+    assert collateral + fees - cost == deposits - withdrawals, (
+        f"conservation: collateral {collateral} + fees {fees} - cost {cost} != "
+        f"deposits {deposits} - withdrawals {withdrawals}")
+    for m in range(nm):
+        sizes = [int(x) for x in pos["size"][:, m]]
+        longs = sum(s for s in sizes if s > 0)
+        shorts = -sum(s for s in sizes if s < 0)
+        assert longs == shorts == int(mkt[m]["oi"]), f"market {m}: long {longs}, short {shorts}, oi {mkt[m]['oi']}"
+    fields = ("bid_lots", "bid_ntl", "ask_lots", "ask_ntl")
+    expect: dict[tuple[int, int], list[int]] = {}
+    for s in resting:
+        o = engine.orders[s]
+        a, m, side = int(o["account"]), int(o["market"]), int(o["side"])
+        lots = int(o["remaining"])
+        sums = expect.setdefault((a, m), [0, 0, 0, 0])
+        sums[2 * side] += lots
+        sums[2 * side + 1] += lots * int(o["price"]) * int(mkt[m]["atl"])
+    with_orders = np.zeros(pos.shape, dtype=bool)
+    for (a, m), sums in expect.items():
+        with_orders[a, m] = True
+        have = [int(pos[a, m][f]) for f in fields]
+        assert have == sums, f"account {a} market {m}: order exposure {have}, its resting orders give {sums}"
+    for f in fields:
+        assert not np.any(pos[f][~with_orders]), f"{f} is non-zero for a position without resting orders"
+    open_positions = (pos["size"] != 0).sum(axis=1)
+    assert np.array_equal(acc["npos"], open_positions), "an account's npos differs from its open positions"
+    assert int(ctr[C_NPOS]) == int(open_positions.sum()), "the open-position counter is wrong"
+    assert not np.any(pos["cost"][pos["size"] == 0]), "a cost basis without a position"
+
+
 def check_engine(engine) -> None:
     seen: set[int] = set()
     for m in range(len(engine.specs)):
@@ -107,3 +167,4 @@ def check_engine(engine) -> None:
     assert live == seen, "a live slot is not in the book (or the reverse)"
     _check_accounts(engine, seen)
     _check_heap(engine, seen)
+    _check_risk(engine, seen)

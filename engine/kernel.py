@@ -40,6 +40,7 @@ from engine.kernel_consts import (
     R_BATCH_NESTED,
     R_BATCH_TOO_LARGE,
 )
+from engine.liquidator import LIQUIDATIONS_PER_TICK
 from engine.market_state import do_set_mark, do_tick
 from engine.matching import do_amend, do_cancel, do_cancel_all, do_place
 from engine.prices import do_oracle, tick_prices
@@ -68,8 +69,11 @@ def event_bound(c, mkt, count, acct_head, acct_count, ctr):
         if valid_m:
             return 4 + 2 * (count[m, 0] + count[m, 1])
     elif kind == K_TICK:
-        # expiries, then per market a re-centre and a MARK, funding per position and market
-        return 4 + 2 * ctr[C_HEAP_N] + 2 * (ctr[C_LIVE] + mkt.shape[0]) + 2 * mkt.shape[0] + ctr[C_NPOS]
+        # expiries, then per market a re-centre and a MARK, funding per position and market,
+        # liquidations: every order cancelled or filled (with its level), a few per position
+        nm = mkt.shape[0]
+        return (4 + 2 * ctr[C_HEAP_N] + 8 * ctr[C_LIVE] + 4 * nm + ctr[C_NPOS]
+                + 8 * LIQUIDATIONS_PER_TICK * (nm + 1))
     return 4
 
 

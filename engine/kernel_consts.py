@@ -10,6 +10,7 @@ from engine.codes import (
     CancelReason,
     CommandKind,
     EventKind,
+    LiquidationStep,
     Reject,
     Stp,
     Tif,
@@ -42,6 +43,11 @@ E_LEVERAGE = int(EventKind.LEVERAGE)
 E_MARK = int(EventKind.MARK)
 E_FUNDING = int(EventKind.FUNDING)
 E_FUNDING_RATE = int(EventKind.FUNDING_RATE)
+E_LIQUIDATION = int(EventKind.LIQUIDATION)
+LQ_BOOK = int(LiquidationStep.BOOK)
+LQ_BACKSTOP = int(LiquidationStep.BACKSTOP)
+LQ_COLLATERAL = int(LiquidationStep.COLLATERAL)
+LQ_FEE = int(LiquidationStep.FEE)
 
 TIF_GTC = int(Tif.GTC)
 TIF_IOC = int(Tif.IOC)
@@ -59,6 +65,7 @@ CR_STP_MAKER = int(CancelReason.STP_MAKER)
 CR_STP_TAKER = int(CancelReason.STP_TAKER)
 CR_CANCEL_ALL = int(CancelReason.CANCEL_ALL)
 CR_WINDOW = int(CancelReason.OUT_OF_WINDOW)
+CR_LIQUIDATION = int(CancelReason.LIQUIDATION)
 
 R_SIZE_NOT_POSITIVE = int(Reject.SIZE_NOT_POSITIVE)
 R_SIZE_ABOVE_MAX = int(Reject.SIZE_ABOVE_MAX)

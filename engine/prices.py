@@ -15,6 +15,7 @@ from numba import njit
 from engine.book import C_RISK
 from engine.emit import emit, emit_reject
 from engine.kernel_consts import E_MARK, R_ORACLE_INVALID, R_UNKNOWN_MARKET
+from engine.liquidator import liquidation_scan
 from engine.market_state import move_mark
 from engine.pricing import (
     MARK_EMA_TAU_NS,
@@ -96,7 +97,8 @@ def do_oracle(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ,
 def tick_prices(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                 acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
     """The clock's price work, market by market in id order: the mark (a MARK event when it
-    moved), then with risk on the funding sample; then the hour's settlement."""
+    moved), then with risk on the funding sample; then the hour's settlement, then the
+    liquidation scan (engine.liquidator)."""
     risk = ctr[C_RISK] != 0
     for m in range(mkt.shape[0]):
         if mkt[m]["oracle"] == 0:
@@ -110,4 +112,6 @@ def tick_prices(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, su
             sample_premium(mkt, lvl_qty, bits, summ, best, m, ts)
     if risk:
         n = settle_funding(ev, n, i, ts, mkt, acc, pos)
+        n = liquidation_scan(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                             acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
     return n

@@ -1,29 +1,49 @@
-"""The reference matching engine: slow, obvious, and the oracle for the numba engine.
+"""The reference engine: slow, obvious, and the oracle for the numba engine.
 
-It implements docs/matching.md to the letter with plain Python containers, one record at a
-time, so that a differential test can hold ``engine.Engine`` to the same events and the same
-``state_hash()``.
+It implements docs/matching.md and the risk layer (mechanics.md §2–§4) to the letter with
+plain Python containers and Python integers, one record at a time, so that a differential
+test can hold ``engine.Engine`` to the same events and the same ``state_hash()``.
 
 Layout
     * ``_Market``: the spec's integers, ``mark``, ``base`` and one book per side. A book is a
       ``SortedDict`` price_ticks -> ``_Level`` (a ``deque`` of ``_Order`` in FIFO order plus
-      the level's total lots); the best bid is the last key, the best ask the first.
+      the level's total lots); the best bid is the last key, the best ask the first. Also
+      the price state (oracle, last trade, the mark's EMA) and the funding state (premium
+      samples of the hour, the clock of the next sample and settlement, the rate, the OI).
     * ``_orders``: oid -> ``_Order`` for every open order (and, while its command runs, the
       taker, which is registered when accepted and forgotten if it does not rest).
     * ``_by_account``: account -> ``SortedSet`` of its open oids (ascending oid = acceptance
       order, which cancel-all and ``open_orders`` use).
     * ``_expiry``: ``SortedList`` of ``(expires_at, oid)`` for open orders with an expiry.
     * ``_free``: the LIFO free-slot stack, bottom first; ``pop()`` takes the top.
+    * Risk (``EngineConfig.risk``): ``_accounts`` account -> ``_Account`` (collateral, open
+      position count; the insurance fund is account ``max_accounts``, which no command can
+      address), ``_positions`` (account, market) -> ``_Position`` (signed size, cost basis,
+      leverage, the resting orders' lots and notionals per side, realized PnL, funding);
+      both created on first use. The fee account and the deposit/withdrawal totals are
+      plain integers.
+
+Rounding (every figure in atoms; the fast engine splits products to stay inside int64,
+this one forms them whole):
+    fee ``⌈notional·ppm / 1e6⌉`` (a rebate is negative); reducing a position removes the
+    cost ``⌈cost·closing / |size|⌉``; IM ``⌈exposure / lev⌉``; MM the exact tier sum rounded
+    up; funding credit ``⌊−size·oracle·atl·rate / 1e9⌋``; premiums, means and rates
+    truncated toward zero.
 
 Invariants (``check_invariants``, between commands)
     Books are not crossed; a level is non-empty and its total is the sum of its orders'
     remaining, each > 0; every open order sits in exactly one level, inside its market's
     window, and in ``_orders``, its account's set and (iff it has an expiry) ``_expiry``;
-    free slots and live slots partition ``range(max_orders)``.
+    free slots and live slots partition ``range(max_orders)``. Risk: ``Σ collateral + fees
+    − Σ cost = deposits − withdrawals``; long lots = short lots = OI per market; each
+    position's order lots and notionals are the sums over its account's resting orders;
+    open-position counts agree.
 
 Known limitations
-    Orders of magnitude slower than the numba engine; no risk checks (the doc has none);
-    ``state_hash`` and the free stack cost O(max_orders), so tests use a small pool.
+    Orders of magnitude slower than the numba engine; ``state_hash`` and the free stack cost
+    O(max_orders), so tests use a small pool. Cross margin only; no liquidation. The EMA step (``engine.pricing.ema_update``,
+    table-driven ``exp``) is the one piece of maths shared with the fast engine rather than
+    re-derived.
 """
 
 from __future__ import annotations
@@ -31,6 +51,8 @@ from __future__ import annotations
 import hashlib
 from collections import deque, namedtuple
 from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -43,6 +65,7 @@ from engine.codes import (
     CancelReason,
     CommandKind,
     EventKind,
+    LiquidationStep,
     Reject,
     Side,
     Stp,
@@ -55,15 +78,34 @@ from engine.commands import (
     to_records,
     unpack_cloid,
 )
+from engine.funding import (
+    CLAMP_8H_PPB,
+    INTEREST_8H_PPB,
+    PPB,
+    PREMIUM_CAP_PPB,
+    RATE_CAP_1H_PPB,
+)
+from engine.liquidator import LIQ_COOLDOWN_NS, LIQUIDATIONS_PER_TICK, PARTIAL_DIVISOR
+from engine.pricing import EMA_ONE, MARK_EMA_TAU_NS, ema_update
+from engine.risk import (
+    ACCOUNT_TOTAL_CAP_ATOMS,
+    MAX_AMOUNT_ATOMS,
+    MAX_COLLATERAL_ATOMS,
+    WITHDRAW_NOTIONAL_PPM,
+)
+from engine.risk_state import PositionView
+from engine.settlement import FUNDING_PERIOD_NS, FUNDING_SAMPLE_NS
 from engine.spec import EngineConfig, MarketSpec, validate_markets
-from engine.units import INT64_MAX, PPM
+from engine.units import INT64_MAX, PPM, to_atoms, to_ppm
 
 NO_CLOID = (0, 0, 0, 0)
 HASH_SIDE_END = -1
+HASH_ACCOUNT_END = -1
 UINT64_SPAN = 1 << 64
 BATCH_ACTION_KINDS = (CommandKind.PLACE, CommandKind.CANCEL, CommandKind.AMEND)
 EXPIRING_TIFS = (Tif.GTC, Tif.ALO)  # the only tifs that keep ``expires_at``
 SIDES = (Side.BUY, Side.SELL)
+FUNDING_RATE_SCALE = 8 * PPM  # rate = F8h · multiplier_ppm / (8 · 1e6)
 
 _Cmd = namedtuple("_Cmd", COMMAND_DTYPE.names)
 
@@ -82,6 +124,82 @@ def _crosses(taker_side: int, taker_price: int, level_price: int) -> bool:
     return level_price <= taker_price if taker_side == Side.BUY else level_price >= taker_price
 
 
+# ---------------------------------------------------------------------------- plain maths
+
+
+def _ceil_div(num: int, den: int) -> int:
+    """⌈num / den⌉ for ``den > 0``."""
+    return -((-num) // den)
+
+
+def _div_trunc(num: int, den: int) -> int:
+    """``num / den`` truncated toward zero, ``den > 0``."""
+    q = abs(num) // den
+    return q if num >= 0 else -q
+
+
+def _clamp(x: int, lo: int, hi: int) -> int:
+    return max(lo, min(hi, x))
+
+
+def _median3(a: int, b: int, c: int) -> int:
+    return sorted((a, b, c))[1]
+
+
+def _next_boundary(ts: int, period: int) -> int:
+    """The first multiple of ``period`` strictly after ``ts``."""
+    return (ts // period + 1) * period
+
+
+def _fee(notional: int, fee_ppm: int) -> int:
+    """A charge rounded up, a rebate (negative ppm) rounded down in magnitude: ⌈n·ppm/1e6⌉."""
+    return _ceil_div(notional * fee_ppm, PPM)
+
+
+def _book_price(bid: int, ask: int, last: int, oracle: int) -> int:
+    """The median of the available of (bid, ask, last trade), 0 = missing. Of two, their
+    mean, with a half tick rounded toward the oracle; of none, 0."""
+    present = [p for p in (bid, ask, last) if p > 0]
+    if len(present) == 3:
+        return _median3(*present)
+    if len(present) == 2:
+        total = present[0] + present[1]
+        if total % 2 == 0:
+            return total // 2
+        return total // 2 + 1 if 2 * oracle > total else total // 2
+    return present[0] if present else 0
+
+
+def _ema_ticks(ema_fp: int) -> int:
+    """An EMA's fixed-point value in ticks, rounded to nearest, halves away from zero."""
+    mag = (abs(ema_fp) + EMA_ONE // 2) // EMA_ONE
+    return mag if ema_fp >= 0 else -mag
+
+
+def _premium_ppb(impact_bid: int, impact_ask: int, oracle: int) -> int:
+    """[max(impact_bid − oracle, 0) − max(oracle − impact_ask, 0)] / oracle, in ppb, truncated
+    toward zero and clamped; an impact price of 0 (no depth) contributes nothing."""
+    diff = 0
+    if impact_bid > 0:
+        diff += max(impact_bid - oracle, 0)
+    if impact_ask > 0:
+        diff -= max(oracle - impact_ask, 0)
+    return _clamp(_div_trunc(diff * PPB, oracle), -PREMIUM_CAP_PPB, PREMIUM_CAP_PPB)
+
+
+def _funding_rate_ppb(mean_premium: int, multiplier_ppm: int) -> int:
+    """rate = multiplier · (P̄ + clamp(r − P̄, ±0.05%)) / 8, truncated toward zero, capped at ±4%."""
+    f8h = mean_premium + _clamp(INTEREST_8H_PPB - mean_premium, -CLAMP_8H_PPB, CLAMP_8H_PPB)
+    if abs(f8h) * multiplier_ppm > RATE_CAP_1H_PPB * FUNDING_RATE_SCALE:
+        return RATE_CAP_1H_PPB if f8h > 0 else -RATE_CAP_1H_PPB
+    return _div_trunc(f8h * multiplier_ppm, FUNDING_RATE_SCALE)
+
+
+def _funding_credit(size: int, oracle: int, atl: int, rate_ppb: int) -> int:
+    """A position's funding credit (negative = pays): ⌊−size·oracle·atl·rate / 1e9⌋."""
+    return (-size * oracle * atl * rate_ppb) // PPB
+
+
 @dataclass(slots=True, eq=False)
 class _Order:
     oid: int
@@ -94,6 +212,30 @@ class _Order:
     stp: int
     expires_at: int
     cloid: tuple[int, int, int, int]
+
+
+@dataclass(slots=True, eq=False)
+class _Account:
+    collateral: int = 0
+    npos: int = 0  # positions with a non-zero size
+
+
+@dataclass(slots=True, eq=False)
+class _Position:
+    lev: int
+    size: int = 0  # signed lots
+    cost: int = 0  # signed entry cost basis: Σ size·price·atl of what is open
+    bid_lots: int = 0  # the account's resting bids in the market
+    bid_ntl: int = 0  # at their limit prices
+    ask_lots: int = 0
+    ask_ntl: int = 0
+    realized: int = 0
+    funding: int = 0
+    liq_ts: int = 0  # time of the last book-liquidation step (the 30 s cooldown)
+
+    def is_default(self, default_lev: int) -> bool:
+        return (self.size == 0 and self.bid_lots == 0 and self.ask_lots == 0 and self.realized == 0
+                and self.funding == 0 and self.lev == default_lev and self.liq_ts == 0)
 
 
 @dataclass(slots=True, eq=False)
@@ -111,9 +253,33 @@ class _Market:
     min_notional_atoms: int
     band_ppm: int
     slippage_ppm: int
+    # risk parameters
+    max_price: int = 0
+    max_pos: int = 0
+    maker_ppm: int = 0
+    taker_ppm: int = 0
+    tier_lower: tuple = (0,)  # atoms; a notional equal to a bound belongs to the upper tier
+    tier_lev: tuple = (1,)
+    impact_notional: int = 0
+    funding_ppm: int = 0
+    liq_partial: int = 0  # atoms: above this notional a liquidation takes a fifth at a time
+    liq_fee_ppm: int = 0
+    # book reference points
     mark: int = 0
     base: int = 0
     books: tuple = field(default_factory=lambda: (SortedDict(), SortedDict()))
+    # prices and funding (mechanics.md §3–§4)
+    oracle: int = 0
+    last_trade: int = 0
+    ema_fp: int = 0
+    ema_weight: int = 0
+    ema_ts: int = 0
+    prem_sum: int = 0  # Σ premium samples (ppb) since the last settlement
+    prem_n: int = 0
+    next_sample: int = 0  # 0 until the first oracle price starts the clock
+    next_funding: int = 0
+    rate_ppb: int = 0  # the predicted (after a sample) or last settled hourly rate
+    oi: int = 0  # open interest: Σ long lots
 
     @classmethod
     def from_spec(cls, spec: MarketSpec) -> _Market:
@@ -125,7 +291,36 @@ class _Market:
             spec.min_notional_atoms,
             spec.band_ppm,
             spec.slippage_ppm,
+            max_price=spec.max_price_ticks,
+            max_pos=spec.max_position_lots,
+            maker_ppm=spec.maker_fee_ppm,
+            taker_ppm=spec.taker_fee_ppm,
+            tier_lower=tuple(to_atoms(Decimal(lo)) for lo, _ in spec.tiers),
+            tier_lev=tuple(int(lev) for _, lev in spec.tiers),
+            impact_notional=to_atoms(spec.impact_notional),
+            funding_ppm=to_ppm(spec.funding_multiplier),
+            liq_partial=to_atoms(spec.partial_liq_notional),
+            liq_fee_ppm=to_ppm(spec.liq_fee),
         )
+
+    @property
+    def default_leverage(self) -> int:
+        return self.tier_lev[0]
+
+    def max_leverage(self, notional: int) -> int:
+        """The max leverage of the tier holding ``notional``."""
+        return [lev for lo, lev in zip(self.tier_lower, self.tier_lev) if notional >= lo][-1]
+
+    def maintenance_margin(self, notional: int) -> int:
+        """Σ over the tiers of (the part of the notional inside the tier) / (2·max_lev),
+        exactly, rounded up: the continuous-deduction formula of mechanics.md §2."""
+        total = Fraction(0)
+        bounds = list(self.tier_lower[1:]) + [None]
+        for lo, hi, lev in zip(self.tier_lower, bounds, self.tier_lev):
+            top = notional if hi is None else min(notional, hi)
+            if top > lo:
+                total += Fraction(top - lo, 2 * lev)
+        return _ceil_div(total.numerator, total.denominator)
 
     def prices_best_first(self, side: int) -> list[int]:
         book = self.books[side]
@@ -171,7 +366,8 @@ class _Market:
 
 
 class ReferenceEngine:
-    """Slow, obviously correct implementation of docs/matching.md (see the module docstring)."""
+    """Slow, obviously correct implementation of docs/matching.md and the risk layer (see the
+    module docstring)."""
 
     def __init__(self, specs: list[MarketSpec], config: EngineConfig = EngineConfig()):
         validate_markets(specs, config)
@@ -186,6 +382,14 @@ class ReferenceEngine:
         self._events: list[tuple] = []
         self._cmd = 0
         self._ts = 0
+        # risk state
+        self._risk = bool(config.risk)
+        self._insurance = config.max_accounts  # the insurance fund's account index
+        self._accounts: dict[int, _Account] = {}
+        self._positions: dict[tuple[int, int], _Position] = {}
+        self._deposits = 0
+        self._withdrawals = 0
+        self._fees = 0
         self._handlers = {
             CommandKind.PLACE: self._place,
             CommandKind.CANCEL: self._cancel,
@@ -193,6 +397,10 @@ class ReferenceEngine:
             CommandKind.AMEND: self._amend,
             CommandKind.SET_MARK: self._set_mark,
             CommandKind.TICK: self._tick,
+            CommandKind.DEPOSIT: self._deposit,
+            CommandKind.WITHDRAW: self._withdraw,
+            CommandKind.SET_LEVERAGE: self._set_leverage,
+            CommandKind.ORACLE: self._oracle,
         }
 
     # ------------------------------------------------------------------ public surface
@@ -212,7 +420,8 @@ class ReferenceEngine:
         return np.array(self._events, dtype=EVENT_DTYPE)
 
     def state_hash(self) -> str:
-        """BLAKE2b-256 over the canonical little-endian int64 sequence of docs/matching.md."""
+        """BLAKE2b-256 over the canonical little-endian int64 sequence of docs/matching.md,
+        followed by the risk state's integers (``engine.risk_state.dump_risk``)."""
         words = [len(self._markets), self._order_seq]
         for m in self._markets:
             words += [m.mark, m.base]
@@ -225,8 +434,33 @@ class ReferenceEngine:
                         words += [_as_int64(w) for w in o.cloid]
                 words.append(HASH_SIDE_END)
         words.append(len(self._free))
-        data = np.array(words, dtype="<i8").tobytes() + np.array(self._free, dtype="<i8").tobytes()
-        return hashlib.blake2b(data, digest_size=32).hexdigest()
+        words += self._free
+        words += self._risk_words()
+        return hashlib.blake2b(np.array(words, dtype="<i8").tobytes(), digest_size=32).hexdigest()
+
+    def _risk_words(self) -> list[int]:
+        """The risk part of the state: counters, each market's price and funding state, then
+        (risk on) every account that is not empty: ``[account, collateral]``, each position
+        that is not in its initial state as ``[market, size, cost, lev, bid lots, bid
+        notional, ask lots, ask notional, realized, funding, last liquidation time]``, and ``-1``."""
+        words = [int(self._risk), self._deposits, self._withdrawals, self._fees]
+        for m in self._markets:
+            words += [m.oracle, m.last_trade, m.ema_fp, m.ema_weight, m.ema_ts, m.prem_sum, m.prem_n,
+                      m.next_sample, m.next_funding, m.rate_ppb, m.oi]
+        if not self._risk:
+            return words
+        for a in sorted({*self._accounts, *(a for a, _ in self._positions)}):
+            acct = self._accounts.get(a, _Account())
+            kept = []
+            for m in self._markets:
+                p = self._positions.get((a, m.index))
+                if p is not None and not p.is_default(m.default_leverage):
+                    kept += [m.index, p.size, p.cost, p.lev, p.bid_lots, p.bid_ntl, p.ask_lots, p.ask_ntl,
+                             p.realized, p.funding, p.liq_ts]
+            if acct.collateral == 0 and acct.npos == 0 and not kept:
+                continue
+            words += [a, acct.collateral, *kept, HASH_ACCOUNT_END]
+        return words
 
     def depth(self, market: int, side: int) -> list[tuple[int, int]]:
         m = self._markets[market]
@@ -238,6 +472,44 @@ class ReferenceEngine:
     def mark(self, market: int) -> int:
         return self._markets[market].mark
 
+    def oracle(self, market: int) -> int:
+        return self._markets[market].oracle
+
+    def predicted_rate_ppb(self, market: int) -> int:
+        return self._markets[market].rate_ppb
+
+    def impact_price(self, market: int, side: int, impact_notional_atoms: int) -> int:
+        """Average price (ticks) to fill ``impact_notional_atoms`` against ``side`` (0 bids,
+        1 asks); 0 without that depth."""
+        return self._impact_price(self._markets[market], side, impact_notional_atoms)
+
+    def collateral(self, account: int) -> int:
+        return self._account(account).collateral
+
+    def insurance_fund(self) -> int:
+        return self._account(self._insurance).collateral
+
+    def fees(self) -> int:
+        return self._fees
+
+    def totals(self) -> tuple[int, int]:
+        """(deposits, withdrawals) ever, in atoms."""
+        return self._deposits, self._withdrawals
+
+    def position(self, account: int, market: int) -> PositionView:
+        p = self._position(account, market)
+        return PositionView(p.size, p.cost, p.lev, p.realized, p.funding)
+
+    def equity(self, account: int) -> int:
+        return self._equity(account)
+
+    def initial_margin(self, account: int) -> int:
+        return self._total_im(account)
+
+    def maintenance_margin(self, account: int) -> int:
+        return sum(m.maintenance_margin(self._position_notional(account, m))
+                   for m in self._markets if self._position(account, m.index).size != 0)
+
     def check_invariants(self) -> None:
         seen = self._check_books()
         _require(seen.keys() == self._orders.keys(), "order index differs from the books")
@@ -245,6 +517,7 @@ class ReferenceEngine:
         self._check_accounts()
         expected = sorted((o.expires_at, o.oid) for o in self._orders.values() if o.expires_at != 0)
         _require(list(self._expiry) == expected, "expiry set differs from the open orders")
+        self._check_risk()
 
     # ------------------------------------------------------------------ dispatch
 
@@ -299,6 +572,7 @@ class ReferenceEngine:
         cloid = (cmd.cloid0, cmd.cloid1, cmd.cloid2, cmd.cloid3)
         code = (
             self._place_size_price_code(m, cmd, price)
+            or self._max_price_code(m, price)
             or m.notional_code(price, cmd.size)
             or self._place_book_code(m, cmd, price, expires_at, cloid)
         )
@@ -338,13 +612,25 @@ class ReferenceEngine:
         m = self._markets[o.market]
         new_price = cmd.price or o.price
         new_size = cmd.size or o.remaining
+        in_place = new_price == o.price and new_size < o.remaining
         code = self._amend_code(m, o, new_price, new_size)
+        if not code and not in_place and o.tif == Tif.ALO and self._would_cross(m, o.side, new_price):
+            code = Reject.POST_ONLY_WOULD_CROSS
+        if not code:
+            code = self._max_price_code(m, new_price)
+        if not code and self._risk:
+            # judged as if the old order were gone and the new one placed
+            self._expo_add(o.account, m, o.side, o.price, -o.remaining)
+            code = self._pretrade_code(o.account, m, o.side, new_price, new_size)
+            self._expo_add(o.account, m, o.side, o.price, o.remaining)
         if code:
             return self._reject(cmd, code)
-        if new_price == o.price and new_size < o.remaining:
+        if self._risk:
+            self._expo_add(o.account, m, o.side, o.price, -o.remaining)
+        if in_place:
             self._amend_in_place(m, o, new_size)
-        elif o.tif == Tif.ALO and self._would_cross(m, o.side, new_price):
-            self._reject(cmd, Reject.POST_ONLY_WOULD_CROSS)
+            if self._risk:
+                self._expo_add(o.account, m, o.side, o.price, o.remaining)
         else:
             self._amend_requeue(m, o, new_price, new_size)
 
@@ -356,9 +642,13 @@ class ReferenceEngine:
             code = Reject.MARK_INVALID
         if code:
             return self._reject(cmd, code)
-        m = self._markets[cmd.market]
+        self._move_mark(self._markets[cmd.market], cmd.price)
+
+    def _move_mark(self, m: _Market, mark: int) -> None:
+        """Set the mark; on the first one centre the window, later re-centre it (cancelling
+        what falls outside) when the band leaves it."""
         first = m.mark == 0
-        m.mark = cmd.price
+        m.mark = mark
         low, high = m.band()
         if first:
             m.base = m.centred_base()
@@ -375,6 +665,181 @@ class ReferenceEngine:
             self._emit(EventKind.EXPIRED, market=o.market, account=o.account, oid=o.oid,
                        side=o.side, price=o.price, size=o.remaining)
             self._emit_level(o.market, o.side, o.price)
+        self._tick_prices(cmd.ts)
+
+    def _tick_prices(self, ts: int) -> None:
+        """Market by market in id order: the mark (a MARK event when it moved), then (risk on)
+        the premium sample; then (risk on) the hourly settlement of the markets due."""
+        for m in self._markets:
+            if m.oracle == 0:
+                continue
+            mark = self._next_mark(m, ts)
+            if mark != m.mark:
+                self._move_mark(m, mark)
+                self._emit_mark(m)
+            if self._risk:
+                self._sample_premium(m, ts)
+        if self._risk:
+            self._settle_funding(ts)
+            self._liquidation_scan(ts)
+
+    # ------------------------------------------------------------------ liquidation (docs/risk.md)
+
+    def _liquidation_scan(self, ts: int) -> None:
+        """Accounts in ascending id, read as the scan reaches them; at most
+        LIQUIDATIONS_PER_TICK of those below maintenance are liquidated."""
+        done = 0
+        a = -1
+        while done < LIQUIDATIONS_PER_TICK:
+            later = [b for b in self._accounts if a < b < self._insurance]
+            if not later:
+                return
+            a = min(later)
+            if self._accounts[a].npos == 0 or self._equity(a) >= self.maintenance_margin(a):
+                continue
+            self._liquidate(a, ts)
+            done += 1
+
+    def _liquidate(self, a: int, ts: int) -> None:
+        for oid in list(self._by_account.get(a, ())):
+            o = self._orders[oid]
+            self._remove(o)
+            self._emit_cancelled(o, CancelReason.LIQUIDATION, o.remaining)
+            self._emit_level(o.market, o.side, o.price)
+        equity, mm = self._equity(a), self.maintenance_margin(a)
+        absorbed = True
+        if not _below_two_thirds(equity, mm):
+            absorbed = self._liquidate_on_book(a, ts)
+            equity, mm = self._equity(a), self.maintenance_margin(a)
+        if self._account(a).npos > 0 and (_below_two_thirds(equity, mm) or (equity < mm and not absorbed)):
+            self._backstop(a)
+
+    def _liquidate_on_book(self, a: int, ts: int) -> bool:
+        """IOCs at the fillable price, market by market; True if each filled in full."""
+        absorbed = True
+        for m in self._markets:
+            p = self._position(a, m.index)
+            if p.size == 0 or (p.liq_ts != 0 and ts - p.liq_ts < LIQ_COOLDOWN_NS):
+                continue
+            equity, mm = self._equity(a), self.maintenance_margin(a)
+            if equity >= mm:
+                break
+            chunk = abs(p.size)
+            if self._position_notional(a, m) > m.liq_partial:
+                chunk = _ceil_div(chunk, PARTIAL_DIVISOR)
+            gap = min(max(mm - equity, 0), mm)
+            distance = (3 * gap // 2) // (abs(p.size) * m.atoms_per_tick_lot)
+            price = m.mark - distance if p.size > 0 else m.mark + distance
+            price = min(max(price, 1), m.max_price)
+            if not self._free:
+                return False
+            side = Side.SELL if p.size > 0 else Side.BUY
+            slot = self._free.pop()
+            self._order_seq += 1
+            o = _Order((self._order_seq << SLOT_BITS) | slot, m.index, a, side, price, chunk, Tif.IOC,
+                       Stp.EXPIRE_MAKER, 0, NO_CLOID)
+            self._register(o)
+            self._emit(EventKind.LIQUIDATION, market=m.index, account=a, oid=o.oid, side=side, price=price,
+                       size=chunk, reason=LiquidationStep.BOOK)
+            at = len(self._events) - 1
+            stopped = self._match(m, o)
+            filled = chunk - o.remaining
+            self._events[at] = self._events[at][:12] + (filled,) + self._events[at][13:]
+            self._finish_taker(m, o, stopped)
+            self._position_to_change(a, m.index).liq_ts = ts
+            if filled < chunk:
+                absorbed = False
+            if filled > 0:
+                fee = _ceil_div(filled * m.mark * m.atoms_per_tick_lot * m.liq_fee_ppm, PPM)
+                fee = max(min(fee, self._equity(a)), 0)
+                if fee > 0:
+                    self._account_to_change(a).collateral -= fee
+                    self._account_to_change(self._insurance).collateral += fee
+                    self._emit(EventKind.LIQUIDATION, market=m.index, account=a, price=m.mark, remaining=fee,
+                               reason=LiquidationStep.FEE)
+        return absorbed
+
+    def _backstop(self, a: int) -> None:
+        """The fund takes every position at the mark, then the collateral left."""
+        for m in self._markets:
+            size = self._position(a, m.index).size
+            if size == 0:
+                continue
+            close = Side.SELL if size > 0 else Side.BUY
+            self._apply_fill(a, m, close, abs(size), m.mark, 0)
+            self._apply_fill(self._insurance, m, _opposite(close), abs(size), m.mark, 0)
+            self._emit(EventKind.LIQUIDATION, market=m.index, account=a, side=close, price=m.mark, size=size,
+                       reason=LiquidationStep.BACKSTOP)
+        acct = self._account_to_change(a)
+        left, acct.collateral = acct.collateral, 0
+        self._account_to_change(self._insurance).collateral += left
+        self._emit(EventKind.LIQUIDATION, market=-1, account=a, remaining=left, reason=LiquidationStep.COLLATERAL)
+
+    def _oracle(self, cmd: _Cmd) -> None:
+        code = cmd.pre_reject
+        if not code and not 0 <= cmd.market < len(self._markets):
+            code = Reject.UNKNOWN_MARKET
+        if not code and not 0 < cmd.price <= self._markets[cmd.market].max_price:
+            code = Reject.ORACLE_PRICE_INVALID
+        if code:
+            return self._emit_reject(code, cmd.market, -1, 0)
+        m = self._markets[cmd.market]
+        m.oracle = cmd.price
+        if m.next_sample == 0:  # the funding clock starts with the first oracle price
+            m.next_sample = _next_boundary(cmd.ts, FUNDING_SAMPLE_NS)
+            m.next_funding = _next_boundary(cmd.ts, FUNDING_PERIOD_NS)
+        self._move_mark(m, self._next_mark(m, cmd.ts))
+        self._emit_mark(m)
+
+    def _deposit(self, cmd: _Cmd) -> None:
+        amount = cmd.size
+        code = self._account_code(cmd)
+        if not code and not (0 < amount <= MAX_AMOUNT_ATOMS
+                             and self._account(cmd.account).collateral + amount <= MAX_COLLATERAL_ATOMS):
+            code = Reject.AMOUNT_INVALID
+        if code:
+            return self._emit_reject(code, -1, cmd.account, 0)
+        acct = self._account_to_change(cmd.account)
+        acct.collateral += amount
+        self._deposits += amount
+        self._emit(EventKind.BALANCE, market=-1, account=cmd.account, size=amount, remaining=acct.collateral)
+
+    def _withdraw(self, cmd: _Cmd) -> None:
+        amount = cmd.size
+        code = self._account_code(cmd)
+        if not code and not 0 < amount <= MAX_AMOUNT_ATOMS:
+            code = Reject.AMOUNT_INVALID
+        if not code:
+            a = cmd.account
+            if amount > self._account(a).collateral or self._equity(a) - amount < self._withdraw_floor(a):
+                code = Reject.WITHDRAW_TOO_LARGE
+        if code:
+            return self._emit_reject(code, -1, cmd.account, 0)
+        acct = self._account_to_change(cmd.account)
+        acct.collateral -= amount
+        self._withdrawals += amount
+        self._emit(EventKind.BALANCE, market=-1, account=cmd.account, size=-amount, remaining=acct.collateral)
+
+    def _set_leverage(self, cmd: _Cmd) -> None:
+        a, lev = cmd.account, cmd.size
+        code = self._account_code(cmd)
+        if not code and not 0 <= cmd.market < len(self._markets):
+            code = Reject.UNKNOWN_MARKET
+        if not code:
+            m = self._markets[cmd.market]
+            if not 1 <= lev <= m.max_leverage(self._position_notional(a, m)):
+                code = Reject.LEVERAGE_INVALID
+        if not code:
+            p = self._position_to_change(a, cmd.market)
+            old, before = p.lev, self._total_im(a)
+            p.lev = lev
+            after = self._total_im(a)
+            if after > before and self._equity(a) < after:
+                p.lev = old
+                code = Reject.LEVERAGE_NEEDS_MARGIN
+        if code:
+            return self._emit_reject(code, cmd.market, a, 0)
+        self._emit(EventKind.LEVERAGE, market=cmd.market, account=a, size=lev)
 
     # ------------------------------------------------------------------ checks
 
@@ -387,6 +852,19 @@ class ReferenceEngine:
         if not 0 <= cmd.account < self._config.max_accounts:
             return Reject.UNKNOWN_ACCOUNT
         return 0
+
+    def _account_code(self, cmd: _Cmd) -> int:
+        """Deposit, withdraw, set leverage: pre_reject, risk off, then the account range."""
+        if cmd.pre_reject:
+            return cmd.pre_reject
+        if not self._risk:
+            return Reject.RISK_DISABLED
+        if not 0 <= cmd.account < self._config.max_accounts:
+            return Reject.UNKNOWN_ACCOUNT
+        return 0
+
+    def _max_price_code(self, m: _Market, price: int) -> int:
+        return Reject.PRICE_ABOVE_MAX if self._risk and price > m.max_price else 0
 
     @staticmethod
     def _enum_code(cmd: _Cmd) -> int:
@@ -411,7 +889,8 @@ class ReferenceEngine:
         return Reject.PRICE_OUTSIDE_BAND if not low <= price <= high else 0
 
     def _place_book_code(self, m: _Market, cmd: _Cmd, price: int, expires_at: int, cloid: tuple) -> int:
-        """Checks 7-11 of PLACE: expiry, duplicate cloid, post-only, fill-or-kill, a free slot."""
+        """Checks 7-11 of PLACE: expiry, duplicate cloid, post-only, fill-or-kill, (risk on) the
+        pre-trade limits and margin, a free slot."""
         if expires_at != 0 and expires_at <= cmd.ts:
             return Reject.EXPIRY_IN_PAST
         if self._has_cloid(cmd.account, cloid):
@@ -420,6 +899,10 @@ class ReferenceEngine:
             return Reject.POST_ONLY_WOULD_CROSS
         if cmd.tif == Tif.FOK and not self._fillable(m, cmd, price):
             return Reject.FOK_NOT_FILLABLE
+        if self._risk:
+            code = self._pretrade_code(cmd.account, m, cmd.side, price, cmd.size)
+            if code:
+                return code
         if not self._free:
             return Reject.BOOK_FULL
         return 0
@@ -543,6 +1026,13 @@ class ReferenceEngine:
         self._emit(EventKind.FILL, market=maker.market, account=taker.account, oid=taker.oid,
                    maker_account=maker.account, maker_oid=maker.oid, side=taker.side,
                    price=price, size=q, remaining=maker.remaining)
+        m = self._markets[maker.market]
+        m.last_trade = price
+        if self._risk:
+            notional = q * price * m.atoms_per_tick_lot
+            self._apply_fill(taker.account, m, taker.side, q, price, _fee(notional, m.taker_ppm))
+            self._apply_fill(maker.account, m, maker.side, q, price, _fee(notional, m.maker_ppm))
+            self._expo_add(maker.account, m, maker.side, price, -q)
         if maker.remaining == 0:
             self._remove(maker)
 
@@ -555,6 +1045,8 @@ class ReferenceEngine:
             self._emit_cancelled(o, CancelReason.IOC_REMAINDER, o.remaining)
         elif o.remaining > 0:
             _require(o.tif in EXPIRING_TIFS, "a fill-or-kill order was left unfilled")
+            if self._risk:
+                self._expo_add(o.account, m, o.side, o.price, o.remaining)
             self._level_append(m, o)
             self._emit_level(m.index, o.side, o.price)
             return
@@ -622,8 +1114,200 @@ class ReferenceEngine:
 
     def _remove(self, o: _Order) -> None:
         """A resting order leaves the book (its remaining is kept for the event)."""
-        self._level_remove(self._markets[o.market], o)
+        m = self._markets[o.market]
+        if self._risk:
+            self._expo_add(o.account, m, o.side, o.price, -o.remaining)
+        self._level_remove(m, o)
         self._forget(o)
+
+    # ------------------------------------------------------------------ accounts and margin
+
+    def _account(self, a: int) -> _Account:
+        """The account to read (an account never touched reads as empty)."""
+        return self._accounts.get(a) or _Account()
+
+    def _account_to_change(self, a: int) -> _Account:
+        return self._accounts.setdefault(a, _Account())
+
+    def _position(self, a: int, market: int) -> _Position:
+        """The position to read (one never touched reads as empty, at the default leverage)."""
+        return self._positions.get((a, market)) or _Position(lev=self._markets[market].default_leverage)
+
+    def _position_to_change(self, a: int, market: int) -> _Position:
+        key = (a, market)
+        if key not in self._positions:
+            self._positions[key] = _Position(lev=self._markets[market].default_leverage)
+        return self._positions[key]
+
+    def _expo_add(self, a: int, m: _Market, side: int, price: int, lots: int) -> None:
+        """Add ``lots`` (signed) of a resting order at ``price`` to the account's order exposure."""
+        p = self._position_to_change(a, m.index)
+        notional = lots * price * m.atoms_per_tick_lot
+        if side == Side.BUY:
+            p.bid_lots += lots
+            p.bid_ntl += notional
+        else:
+            p.ask_lots += lots
+            p.ask_ntl += notional
+
+    def _position_notional(self, a: int, m: _Market) -> int:
+        return abs(self._position(a, m.index).size) * m.mark * m.atoms_per_tick_lot
+
+    def _market_im(self, a: int, m: _Market) -> int:
+        """IM of the account's position and orders in ``m``: the larger of its long exposure
+        (long position at mark + bids at max(limit, mark)) and its short exposure (short
+        position at mark + asks at min(limit, mark)), over the leverage capped by its tier."""
+        p = self._position(a, m.index)
+        at_mark = m.mark * m.atoms_per_tick_lot
+        long_x = max(p.size, 0) * at_mark + max(p.bid_ntl, p.bid_lots * at_mark)
+        short_x = max(-p.size, 0) * at_mark + min(p.ask_ntl, p.ask_lots * at_mark)
+        exposure = max(long_x, short_x)
+        if exposure == 0:
+            return 0
+        return _ceil_div(exposure, min(p.lev, m.max_leverage(exposure)))
+
+    def _total_im(self, a: int) -> int:
+        return sum(self._market_im(a, m) for m in self._markets)
+
+    def _equity(self, a: int) -> int:
+        """collateral + Σ uPnL at the mark."""
+        equity = self._account(a).collateral
+        for m in self._markets:
+            p = self._position(a, m.index)
+            equity += p.size * m.mark * m.atoms_per_tick_lot - p.cost
+        return equity
+
+    def _within_limits(self, a: int) -> bool:
+        """With all its bids (or all its asks) filled, every position stays within the market's
+        max position, and Σ of those at the markets' max prices within the account cap."""
+        total = 0
+        for m in self._markets:
+            p = self._position(a, m.index)
+            worst = max(p.size + p.bid_lots, p.ask_lots - p.size)
+            if worst > m.max_pos:
+                return False
+            total += worst * m.max_price * m.atoms_per_tick_lot
+            if total > ACCOUNT_TOTAL_CAP_ATOMS:
+                return False
+        return True
+
+    def _pretrade_code(self, a: int, m: _Market, side: int, price: int, lots: int) -> int:
+        """0 if the account may add ``lots`` at ``price``: with the order added the limits hold,
+        and if it raises the account's IM, equity covers the new IM."""
+        before = self._total_im(a)
+        self._expo_add(a, m, side, price, lots)
+        code = 0
+        if not self._within_limits(a):
+            code = Reject.POSITION_LIMIT
+        else:
+            after = self._total_im(a)
+            if after > before and self._equity(a) < after:
+                code = Reject.INSUFFICIENT_MARGIN
+        self._expo_add(a, m, side, price, -lots)
+        return code
+
+    def _withdraw_floor(self, a: int) -> int:
+        """max(Σ IM, 10% of the position notional rounded up)."""
+        notional = sum(self._position_notional(a, m) for m in self._markets)
+        return max(self._total_im(a), _ceil_div(notional * WITHDRAW_NOTIONAL_PPM, PPM))
+
+    def _apply_fill(self, a: int, m: _Market, side: int, lots: int, price: int, fee: int) -> None:
+        """One side of a fill. Adding to a position (or opening one) adds ``±lots·price·atl``
+        to the cost; reducing removes the cost share ``⌈cost·closing/|size|⌉`` and books
+        ``cash − removed`` as realized PnL; a flip closes the whole position first."""
+        p, acct = self._position_to_change(a, m.index), self._account_to_change(a)
+        sign = 1 if side == Side.BUY else -1
+        old = p.size
+        value = price * m.atoms_per_tick_lot  # one lot at the fill price
+        if old == 0 or (old > 0) == (sign > 0):
+            p.cost += sign * lots * value
+        else:
+            closing = min(lots, abs(old))
+            removed = _ceil_div(p.cost * closing, abs(old))
+            realized = -sign * closing * value - removed
+            p.cost -= removed
+            p.realized += realized
+            acct.collateral += realized
+            p.cost += sign * (lots - closing) * value
+        p.size = old + sign * lots
+        acct.collateral -= fee
+        self._fees += fee
+        acct.npos += (p.size != 0) - (old != 0)
+        m.oi += max(p.size, 0) - max(old, 0)
+
+    # ------------------------------------------------------------------ prices and funding
+
+    def _next_mark(self, m: _Market, ts: int) -> int:
+        """Take an EMA sample of ``mid − oracle`` at ``ts`` (both book sides needed, weighted by
+        the time since the previous recomputation) and return the new mark, clamped to
+        ``[1, max_price]``: median(oracle, oracle + EMA, median(bid, ask, last trade))."""
+        bid = m.best_price(Side.BUY) or 0
+        ask = m.best_price(Side.SELL) or 0
+        if bid and ask and m.ema_ts != 0 and ts > m.ema_ts:
+            mid = _book_price(bid, ask, 0, m.oracle)
+            ema_fp, weight = ema_update(m.ema_fp, m.ema_weight, mid - m.oracle, ts - m.ema_ts, MARK_EMA_TAU_NS)
+            m.ema_fp, m.ema_weight = int(ema_fp), int(weight)
+        if ts > m.ema_ts:
+            m.ema_ts = ts
+        basis = _ema_ticks(m.ema_fp) if m.ema_weight > 0 else 0
+        book = _book_price(bid, ask, m.last_trade, m.oracle)
+        mark = m.oracle if book == 0 else _median3(m.oracle, m.oracle + basis, book)
+        return _clamp(mark, 1, m.max_price)
+
+    def _impact_price(self, m: _Market, side: int, notional: int) -> int:
+        """The average price of the whole lots, best level first, that fill ``notional`` against
+        ``side``: floored for the bids, ceiled for the asks; 0 if the side is too thin."""
+        need = notional
+        lots = value = 0
+        for price in m.prices_best_first(side):
+            per_lot = price * m.atoms_per_tick_lot
+            take = min(m.books[side][price].total, _ceil_div(need, per_lot))
+            lots += take
+            value += take * price
+            need -= take * per_lot
+            if need <= 0:
+                return value // lots if side == Side.BUY else _ceil_div(value, lots)
+        return 0
+
+    def _sample_premium(self, m: _Market, ts: int) -> None:
+        if ts < m.next_sample:
+            return
+        impact_bid = self._impact_price(m, Side.BUY, m.impact_notional)
+        impact_ask = self._impact_price(m, Side.SELL, m.impact_notional)
+        m.prem_sum += _premium_ppb(impact_bid, impact_ask, m.oracle)
+        m.prem_n += 1
+        m.next_sample = _next_boundary(ts, FUNDING_SAMPLE_NS)
+        m.rate_ppb = _funding_rate_ppb(_div_trunc(m.prem_sum, m.prem_n), m.funding_ppm)
+
+    def _settle_funding(self, ts: int) -> None:
+        """Fix the hour's rate of every market whose hour has ended, pay every position in them
+        (ascending account, then market), then per market book the rounding remainder to the
+        insurance fund."""
+        due = [m for m in self._markets if m.next_funding != 0 and m.oracle > 0 and ts >= m.next_funding]
+        for m in due:
+            mean = _div_trunc(m.prem_sum, m.prem_n) if m.prem_n > 0 else 0
+            m.rate_ppb = _funding_rate_ppb(mean, m.funding_ppm)
+            m.prem_sum = m.prem_n = 0
+        if not due:
+            return
+        paid = {m.index: 0 for m in due}
+        for a in sorted({a for a, _ in self._positions}):
+            for m in due:
+                p = self._positions.get((a, m.index))
+                if p is None or p.size == 0:
+                    continue
+                credit = _funding_credit(p.size, m.oracle, m.atoms_per_tick_lot, m.rate_ppb)
+                self._account_to_change(a).collateral += credit
+                p.funding += credit
+                paid[m.index] += credit
+                self._emit(EventKind.FUNDING, market=m.index, account=a, oid=m.rate_ppb, price=m.oracle,
+                           size=p.size, remaining=credit)
+        for m in due:
+            remainder = -paid[m.index]
+            self._account_to_change(self._insurance).collateral += remainder
+            m.next_funding = _next_boundary(ts, FUNDING_PERIOD_NS)
+            self._emit(EventKind.FUNDING_RATE, market=m.index, account=-1, oid=m.rate_ppb, price=m.oracle,
+                       remaining=remainder)
 
     # ------------------------------------------------------------------ events
 
@@ -634,7 +1318,13 @@ class ReferenceEngine:
 
     def _reject(self, cmd: _Cmd, code: int) -> None:
         oid = 0 if cmd.kind == CommandKind.PLACE else cmd.oid
-        self._emit(EventKind.REJECTED, code=code, market=cmd.market, account=cmd.account, oid=oid)
+        self._emit_reject(code, cmd.market, cmd.account, oid)
+
+    def _emit_reject(self, code: int, market: int, account: int, oid: int) -> None:
+        self._emit(EventKind.REJECTED, code=code, market=market, account=account, oid=oid)
+
+    def _emit_mark(self, m: _Market) -> None:
+        self._emit(EventKind.MARK, market=m.index, account=-1, price=m.mark, remaining=m.oracle)
 
     def _emit_cancelled(self, o: _Order, reason: int, size: int) -> None:
         self._emit(EventKind.CANCELLED, market=o.market, account=o.account, oid=o.oid,
@@ -689,6 +1379,41 @@ class ReferenceEngine:
                 _require(o is not None and o.account == account, "account list inconsistent with the book")
             listed += len(oids)
         _require(listed == len(self._orders), "an open order is missing from its account list")
+
+    def _check_risk(self) -> None:
+        """Conservation to the atom, long = short = OI, order exposure = the resting orders."""
+        if not self._risk:
+            _require(not self._accounts and not self._positions and self._fees == 0, "risk state while risk is off")
+            _require(all(m.oi == 0 for m in self._markets), "open interest while risk is off")
+            return
+        collateral = sum(acct.collateral for acct in self._accounts.values())
+        cost = sum(p.cost for p in self._positions.values())
+        _require(collateral + self._fees - cost == self._deposits - self._withdrawals,
+                 "collateral + fees - cost != deposits - withdrawals")
+        for m in self._markets:
+            sizes = [p.size for (_, mi), p in self._positions.items() if mi == m.index]
+            longs = sum(s for s in sizes if s > 0)
+            shorts = -sum(s for s in sizes if s < 0)
+            _require(longs == shorts == m.oi, f"market {m.index}: long {longs}, short {shorts}, oi {m.oi}")
+        expected: dict[tuple[int, int, int], list[int]] = {}
+        for o in self._orders.values():
+            lots_ntl = expected.setdefault((o.account, o.market, o.side), [0, 0])
+            lots_ntl[0] += o.remaining
+            lots_ntl[1] += o.remaining * o.price * self._markets[o.market].atoms_per_tick_lot
+        for (a, mi), p in self._positions.items():
+            bids = expected.pop((a, mi, Side.BUY), [0, 0])
+            asks = expected.pop((a, mi, Side.SELL), [0, 0])
+            _require([p.bid_lots, p.bid_ntl] == bids and [p.ask_lots, p.ask_ntl] == asks,
+                     f"account {a} market {mi}: order exposure differs from its resting orders")
+            _require(p.size != 0 or p.cost == 0, f"account {a} market {mi}: a cost basis without a position")
+        _require(not expected, "resting orders missing from their positions' exposure")
+        for a, acct in self._accounts.items():
+            npos = sum(1 for (b, _), p in self._positions.items() if b == a and p.size != 0)
+            _require(acct.npos == npos, f"account {a}: npos {acct.npos}, open positions {npos}")
+
+
+def _below_two_thirds(equity: int, mm: int) -> bool:
+    return 3 * equity < 2 * mm
 
 
 def _require(condition: object, message: str) -> None:

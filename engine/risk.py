@@ -48,6 +48,7 @@ POSITION_DTYPE = np.dtype(
         ("ask_ntl", np.int64),
         ("realized", np.int64),
         ("funding", np.int64),
+        ("liq_ts", np.int64),
     ],
     align=True,
 )
@@ -250,7 +251,7 @@ def apply_fill(acc, pos, mkt, a, m, side, lots, price, fee, ctr):
     mkt[m]["oi"] += (new if new > 0 else 0) - (old if old > 0 else 0)
 
 
-@njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False)
 def settle_fill(acc, pos, mkt, ctr, m, taker, taker_side, maker, lots, price):
     """Both sides of one fill: positions, PnL, the maker's order exposure, fees."""
     ntl = lots * price * mkt[m]["atl"]

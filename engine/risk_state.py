@@ -41,6 +41,8 @@ def set_risk_fields(rec: np.void, spec: MarketSpec) -> None:
     rec["tier_lev"][:] = lev
     rec["imp_ntl"] = to_atoms(spec.impact_notional)
     rec["fund_ppm"] = to_ppm(spec.funding_multiplier)
+    rec["liq_partial"] = to_atoms(spec.partial_liq_notional)
+    rec["liq_fee_ppm"] = to_ppm(spec.liq_fee)
 
 
 @njit(cache=True)
@@ -50,7 +52,7 @@ def dump_risk(mkt, ctr, acc, pos):
     bid lots/notional, ask lots/notional, realized, funding). Empty when risk is off, except
     the markets' price state."""
     nm = mkt.shape[0]
-    out = np.empty(8 + nm * 12 + acc.shape[0] * (3 + nm * 10), dtype=np.int64)
+    out = np.empty(8 + nm * 12 + acc.shape[0] * (3 + nm * 11), dtype=np.int64)
     k = 0
     out[0] = ctr[C_RISK]
     out[1] = ctr[C_DEPOSITS]
@@ -79,7 +81,7 @@ def dump_risk(mkt, ctr, acc, pos):
             for m in range(nm):
                 p = pos[a, m]
                 if (p["bid_lots"] != 0 or p["ask_lots"] != 0 or p["realized"] != 0 or p["funding"] != 0
-                        or p["lev"] != mkt[m]["tier_lev"][0]):
+                        or p["lev"] != mkt[m]["tier_lev"][0] or p["liq_ts"] != 0):
                     empty = False
             if empty:
                 continue
@@ -89,7 +91,7 @@ def dump_risk(mkt, ctr, acc, pos):
         for m in range(nm):
             p = pos[a, m]
             if (p["size"] == 0 and p["bid_lots"] == 0 and p["ask_lots"] == 0 and p["realized"] == 0
-                    and p["funding"] == 0 and p["lev"] == mkt[m]["tier_lev"][0]):
+                    and p["funding"] == 0 and p["lev"] == mkt[m]["tier_lev"][0] and p["liq_ts"] == 0):
                 continue
             out[k] = m
             out[k + 1] = p["size"]
@@ -101,7 +103,8 @@ def dump_risk(mkt, ctr, acc, pos):
             out[k + 7] = p["ask_ntl"]
             out[k + 8] = p["realized"]
             out[k + 9] = p["funding"]
-            k += 10
+            out[k + 10] = p["liq_ts"]
+            k += 11
         out[k] = -1
         k += 1
     return out[:k]

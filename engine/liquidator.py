@@ -1,0 +1,216 @@
+"""The liquidation waterfall on the clock (mechanics.md §5, docs/risk.md "Liquidation").
+
+On each Tick with risk on, after funding, one pass over the accounts in ascending id finds
+those whose equity at the mark is below their maintenance margin (cross margin: the whole
+account) and runs, for each, in order:
+
+1. **Cancel** every resting order of the account (reason LIQUIDATION).
+2. **Book**: unless equity is already below 2/3 of MM, per market in id order an IOC closes the
+   position (20% of it, rounded up in lots, when its notional is above ``partial_liq_notional``;
+   at most once per 30 s per position) at the *fillable price*, so fills never land beyond what
+   the insurance fund would cover. A liquidation fee of ``liq_fee`` × the filled notional at the
+   mark, rounded up, but never more than the equity left (the surplus), goes to the fund.
+3. **Backstop**: if equity is below 2/3 of MM, or still below MM after an IOC the book could not
+   fill in full, the insurance fund takes every position over at the mark, with what is left
+   of the collateral (negative when the account is bankrupt: the fund pays). Taking over at the
+   mark with the equity is the same transfer of value as taking over at the bankruptcy price.
+
+At most ``LIQUIDATIONS_PER_TICK`` accounts are liquidated per tick (in id order; the rest wait
+for the next tick), which bounds a tick's events. Positions the fund holds are not worked off
+through the book, and auto-deleveraging is not implemented: the fund's balance may go negative.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from engine.book import C_LIVE, C_ORDER_SEQ, SLOT_BITS, slot_alloc
+from engine.emit import emit
+from engine.kernel_consts import (
+    CR_LIQUIDATION,
+    E_CANCELLED,
+    E_LIQUIDATION,
+    LQ_BACKSTOP,
+    LQ_BOOK,
+    LQ_COLLATERAL,
+    LQ_FEE,
+    PPM,
+    STP_MAKER,
+    TIF_IOC,
+)
+from engine.liquidation import fillable_price_ticks
+from engine.matching import cancel_resting, finish_taker, match
+from engine.risk import apply_fill, ceil_div, equity_atoms, position_notional, total_mm
+
+LIQUIDATIONS_PER_TICK = 64
+LIQ_COOLDOWN_NS = 30_000_000_000
+PARTIAL_DIVISOR = 5  # 20% at a time
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def below_two_thirds(eq, mm):
+    """``eq < 2/3·MM`` exactly, without overflow (``3·eq`` only when ``0 ≤ eq < mm``)."""
+    if eq < 0:
+        return mm >= 0
+    if eq >= mm:
+        return False
+    return 3 * eq < 2 * mm
+
+
+@njit(cache=True, _nrt=False)
+def liquidation_fee(acc, pos, mkt, a, m, lots):
+    """min(⌈lots·mark·atl·liq_fee⌉, equity left), never negative."""
+    ntl = lots * mkt[m]["mark"] * mkt[m]["atl"]
+    ppm = mkt[m]["liq_fee_ppm"]
+    fee = (ntl // PPM) * ppm + ceil_div((ntl % PPM) * ppm, PPM)
+    eq = equity_atoms(acc, pos, mkt, a)
+    if fee > eq:
+        fee = eq
+    return fee if fee > 0 else 0
+
+
+@njit(cache=True, _nrt=False)
+def book_step(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+              acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a):
+    """IOCs at the fillable price, market by market; returns (n, every IOC filled in full)."""
+    insurance = acc.shape[0] - 1
+    absorbed = True
+    for m in range(mkt.shape[0]):
+        size = pos[a, m]["size"]
+        if size == 0:
+            continue
+        last = pos[a, m]["liq_ts"]
+        if last != 0 and ts - last < LIQ_COOLDOWN_NS:
+            continue
+        eq = equity_atoms(acc, pos, mkt, a)
+        mm = total_mm(pos, mkt, a)
+        if eq >= mm:
+            break
+        mag = size if size > 0 else -size
+        chunk = mag
+        if position_notional(pos, mkt, a, m) > mkt[m]["liq_partial"]:
+            chunk = ceil_div(mag, PARTIAL_DIVISOR)
+        price = fillable_price_ticks(size, mkt[m]["mark"], eq, mm, mkt[m]["atl"])
+        if price < 1:
+            price = 1
+        if price > mkt[m]["max_price"]:
+            price = mkt[m]["max_price"]
+        slot = slot_alloc(free, ctr)
+        if slot < 0:
+            return n, False
+        side = 1 if size > 0 else 0
+        ctr[C_ORDER_SEQ] += 1
+        ctr[C_LIVE] += 1
+        o = orders[slot]
+        o["oid"] = (ctr[C_ORDER_SEQ] << SLOT_BITS) | slot
+        o["price"] = price
+        o["remaining"] = chunk
+        o["expires_at"] = 0
+        o["prio"] = 0
+        o["cloid0"] = 0
+        o["cloid1"] = 0
+        o["cloid2"] = 0
+        o["cloid3"] = 0
+        o["next"] = -1
+        o["prev"] = -1
+        o["anext"] = -1
+        o["aprev"] = -1
+        o["heap_pos"] = -1
+        o["account"] = a
+        o["market"] = m
+        o["side"] = side
+        o["tif"] = TIF_IOC
+        o["stp"] = STP_MAKER
+        o["live"] = 1
+        oid = o["oid"]
+        n = emit(ev, n, E_LIQUIDATION, i, ts, m, a, oid, side, price, chunk, 0, 0, LQ_BOOK)
+        at = n - 1
+        n, stopped = match(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                           acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot)
+        filled = chunk - orders[slot]["remaining"]
+        ev[at]["remaining"] = filled
+        n = finish_taker(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                         acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot, stopped, False)
+        pos[a, m]["liq_ts"] = ts
+        if filled < chunk:
+            absorbed = False
+        if filled > 0:
+            fee = liquidation_fee(acc, pos, mkt, a, m, filled)
+            if fee > 0:
+                acc[a]["collateral"] -= fee
+                acc[insurance]["collateral"] += fee
+                n = emit(ev, n, E_LIQUIDATION, i, ts, m, a, 0, 0, mkt[m]["mark"], 0, fee, 0, LQ_FEE)
+    return n, absorbed
+
+
+@njit(cache=True, _nrt=False)
+def backstop(ev, n, i, ts, mkt, ctr, acc, pos, a):
+    """The insurance fund takes every position at the mark, then the collateral."""
+    insurance = acc.shape[0] - 1
+    for m in range(mkt.shape[0]):
+        size = pos[a, m]["size"]
+        if size == 0:
+            continue
+        mag = size if size > 0 else -size
+        mark = mkt[m]["mark"]
+        close_side = 1 if size > 0 else 0
+        apply_fill(acc, pos, mkt, a, m, close_side, mag, mark, 0, ctr)
+        apply_fill(acc, pos, mkt, insurance, m, 1 - close_side, mag, mark, 0, ctr)
+        n = emit(ev, n, E_LIQUIDATION, i, ts, m, a, 0, close_side, mark, size, 0, 0, LQ_BACKSTOP)
+    left = acc[a]["collateral"]
+    acc[a]["collateral"] = 0
+    acc[insurance]["collateral"] += left
+    return emit(ev, n, E_LIQUIDATION, i, ts, -1, a, 0, 0, 0, 0, left, 0, LQ_COLLATERAL)
+
+
+@njit(cache=True, _nrt=False)
+def liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+              acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a):
+    s = acct_head[a]
+    while s != -1:
+        nxt = orders[s]["anext"]
+        n = cancel_resting(ev, n, i, ts, E_CANCELLED, CR_LIQUIDATION, orders, mkt, lvl_qty, lvl_head, lvl_tail,
+                           bits, summ, best, count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos,
+                           s, True)
+        s = nxt
+    eq = equity_atoms(acc, pos, mkt, a)
+    mm = total_mm(pos, mkt, a)
+    absorbed = True
+    if not below_two_thirds(eq, mm):
+        n, absorbed = book_step(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                                acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a)
+        eq = equity_atoms(acc, pos, mkt, a)
+        mm = total_mm(pos, mkt, a)
+    if acc[a]["npos"] > 0 and (below_two_thirds(eq, mm) or (eq < mm and not absorbed)):
+        n = backstop(ev, n, i, ts, mkt, ctr, acc, pos, a)
+    return n
+
+
+@njit(cache=True, _nrt=False)
+def liquidation_scan(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                     acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
+    """One pass over the accounts (not the fund) in id order; liquidate those below MM."""
+    done = 0
+    for a in range(acc.shape[0] - 1):
+        if acc[a]["npos"] == 0:
+            continue
+        mm = total_mm(pos, mkt, a)
+        if equity_atoms(acc, pos, mkt, a) >= mm:
+            continue
+        n = liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                      acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a)
+        done += 1
+        if done == LIQUIDATIONS_PER_TICK:
+            break
+    return n
+
+
+@njit(cache=True, _nrt=False)
+def scan_cost(acc, pos, mkt):
+    """How many accounts are below maintenance (no changes): the scan's arithmetic alone."""
+    below = 0
+    for a in range(acc.shape[0] - 1):
+        if acc[a]["npos"] != 0 and equity_atoms(acc, pos, mkt, a) < total_mm(pos, mkt, a):
+            below += 1
+    return np.int64(below)

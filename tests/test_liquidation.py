@@ -1,0 +1,122 @@
+"""The liquidation waterfall on the clock, in both engines (mechanics.md §5, docs/risk.md).
+
+ALICE holds 10 NVDA long at 100.00 against BOB on $110 of collateral (IM $100 at 10×, MM 5%
+of the notional at the mark). Invariants, conservation to the atom among them, are checked
+after every command by ``apply_checked``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from engine.codes import CancelReason, LiquidationStep
+from engine.commands import Cancelled, Deposit, Fill, Liquidation, OracleUpdate, Tick
+from engine.spec import EngineConfig
+from engine_helpers import ALICE, BOB, CAROL, apply_checked, arrange, ask, bid, nvda
+
+RISK = EngineConfig(max_orders=256, max_accounts=16, risk=True)
+SECOND = 1_000_000_000
+USD = 1_000_000
+
+
+def long_alice(make_engine, **spec):
+    engine = make_engine(specs=(nvda(ladder_levels=4096, **spec),), config=RISK)
+    arrange(engine, [OracleUpdate(market=0, price=Decimal(100), ts_ns=SECOND),
+                     Deposit(account=ALICE, amount=Decimal(110)), Deposit(account=BOB, amount=Decimal(10_000)),
+                     Deposit(account=CAROL, amount=Decimal(10_000)),
+                     ask(BOB, "10", "100.00"), bid(ALICE, "10", "100.00", tif="ioc")])
+    return engine
+
+
+def liquidations(events):
+    return [e for e in events if isinstance(e, Liquidation)]
+
+
+def test_a_healthy_account_is_left_alone(make_engine):
+    engine = long_alice(make_engine)
+    arrange(engine, [OracleUpdate(market=0, price=Decimal("94.00"), ts_ns=2 * SECOND)])
+    # equity 109.65 − 60 = 49.65 ≥ MM 47.00
+    assert liquidations(apply_checked(engine, [Tick(ts_ns=3 * SECOND)])) == []
+    assert engine.position(ALICE, 0).size_lots == 10_000
+
+
+def test_below_maintenance_the_book_takes_what_it_can_at_the_fillable_price(make_engine):
+    engine = long_alice(make_engine)
+    arrange(engine, [bid(CAROL, "5", "93.40"), bid(CAROL, "1", "93.10")])
+    arrange(engine, [OracleUpdate(market=0, price=Decimal("93.50"), ts_ns=2 * SECOND)])
+    # equity 110 − 0.35 fee − 65 = 44.65 < MM 46.75, above 2/3 MM: the book step.
+    # fillable = 93.50 − ⌊1.5 × (46.75 − 44.65) / 10⌋ ticks = 93.50 − 0.31 = 93.19
+    events = apply_checked(engine, [Tick(ts_ns=3 * SECOND)])
+    steps = liquidations(events)
+    assert [s.step for s in steps] == [LiquidationStep.BOOK, LiquidationStep.FEE]
+    assert steps[0].price_ticks == 9319
+    assert steps[0].size_lots == 10_000 and steps[0].amount == 5_000  # only CAROL's 5 at 93.40 is above 93.19
+    fills = [e for e in events if isinstance(e, Fill)]
+    assert [(f.price_ticks, f.size_lots) for f in fills] == [(9340, 5_000)]
+    assert steps[1].amount == 7_012_500  # 1.5% of 5 × 93.50, from the surplus
+    # half closed is enough: equity 36.97 ≥ MM 23.375 for the 5 left; the rest stays with ALICE
+    assert engine.position(ALICE, 0).size_lots == 5_000
+    assert engine.equity(ALICE) >= engine.maintenance_margin(ALICE)
+    assert engine.insurance_fund() == 7_012_500
+
+
+def test_when_the_book_cannot_absorb_the_fund_takes_the_position(make_engine):
+    engine = long_alice(make_engine)
+    arrange(engine, [bid(CAROL, "10", "93.10"), OracleUpdate(market=0, price=Decimal("93.50"), ts_ns=2 * SECOND)])
+    steps = liquidations(apply_checked(engine, [Tick(ts_ns=3 * SECOND)]))
+    assert [s.step for s in steps] == [LiquidationStep.BOOK, LiquidationStep.BACKSTOP, LiquidationStep.COLLATERAL]
+    assert steps[0].amount == 0  # nothing at or above the fillable 93.19
+    assert (steps[1].size_lots, steps[1].price_ticks) == (10_000, 9350)
+    assert steps[2].amount == 44_650_000  # 109.65 − 65 of loss at the mark
+    assert engine.position(ALICE, 0).size_lots == 0 and engine.collateral(ALICE) == 0
+    assert engine.position(RISK.max_accounts, 0).size_lots == 10_000  # the fund's record
+    assert engine.insurance_fund() == 44_650_000
+
+
+def test_a_fully_absorbed_book_liquidation_leaves_the_rest_with_the_trader(make_engine):
+    engine = long_alice(make_engine)
+    arrange(engine, [bid(CAROL, "10", "93.40"), OracleUpdate(market=0, price=Decimal("93.50"), ts_ns=2 * SECOND)])
+    steps = liquidations(apply_checked(engine, [Tick(ts_ns=3 * SECOND)]))
+    assert [s.step for s in steps] == [LiquidationStep.BOOK, LiquidationStep.FEE]
+    # realized 934 − 1000 = −66, taker fee ⌈934 × 0.035%⌉ = 0.3269, liquidation fee 14.025
+    left = 110 * USD - 350_000 - 66 * USD - 326_900 - 14_025_000
+    assert engine.collateral(ALICE) == left and left > 0
+    assert engine.position(ALICE, 0).size_lots == 0
+
+
+def test_deep_below_maintenance_cancels_the_orders_and_goes_straight_to_the_fund(make_engine):
+    engine = long_alice(make_engine)
+    arrange(engine, [ask(ALICE, "1", "100.50"), OracleUpdate(market=0, price=Decimal(91), ts_ns=2 * SECOND)])
+    # equity 109.65 − 90 = 19.65 < 2/3 of MM 45.50: no book step
+    events = apply_checked(engine, [Tick(ts_ns=3 * SECOND)])
+    assert isinstance(events[0], Cancelled) and events[0].reason == CancelReason.LIQUIDATION
+    steps = liquidations(events)
+    assert [s.step for s in steps] == [LiquidationStep.BACKSTOP, LiquidationStep.COLLATERAL]
+    assert (steps[0].size_lots, steps[0].price_ticks, steps[1].amount) == (10_000, 9100, 19_650_000)
+    assert engine.open_orders(ALICE) == [] and engine.collateral(ALICE) == 0
+    assert engine.insurance_fund() == 19_650_000
+
+
+def test_a_gap_past_bankruptcy_is_paid_by_the_fund(make_engine):
+    engine = long_alice(make_engine)
+    arrange(engine, [OracleUpdate(market=0, price=Decimal(70), ts_ns=2 * SECOND)])
+    events = apply_checked(engine, [Tick(ts_ns=3 * SECOND)])
+    steps = liquidations(events)
+    assert [s.step for s in steps] == [LiquidationStep.BACKSTOP, LiquidationStep.COLLATERAL]
+    assert steps[1].amount == 109_650_000 - 300 * USD  # the fund pays the loss beyond the collateral
+    assert engine.insurance_fund() == steps[1].amount < 0
+    assert engine.position(RISK.max_accounts, 0).size_lots == 10_000
+    assert engine.collateral(ALICE) == 0 and engine.equity(ALICE) == 0
+
+
+def test_a_large_position_is_closed_a_fifth_at_a_time_with_a_cooldown(make_engine):
+    engine = long_alice(make_engine, partial_liq_notional=Decimal(500))
+    arrange(engine, [bid(CAROL, "10", "92.90"), OracleUpdate(market=0, price=Decimal(93), ts_ns=2 * SECOND)])
+    # equity 39.65 < MM 46.50; notional 930 > 500: 20% first
+    first = liquidations(apply_checked(engine, [Tick(ts_ns=3 * SECOND)]))
+    assert first[0].step == LiquidationStep.BOOK and (first[0].size_lots, first[0].amount) == (2_000, 2_000)
+    # still below: equity 36.59 < MM 37.20 for the 8 left, but the position cools down for 30 s
+    assert engine.equity(ALICE) < engine.maintenance_margin(ALICE)
+    assert liquidations(apply_checked(engine, [Tick(ts_ns=20 * SECOND)])) == []
+    again = liquidations(apply_checked(engine, [Tick(ts_ns=33 * SECOND)]))
+    assert again[0].step == LiquidationStep.BOOK and again[0].size_lots == 1_600
