@@ -13,6 +13,7 @@ from engine.emit import emit, emit_reject
 from engine.kernel_consts import (
     E_BALANCE,
     E_LEVERAGE,
+    INT64_MAX,
     PPM,
     R_AMOUNT_INVALID,
     R_LEVERAGE_INVALID,
@@ -51,7 +52,8 @@ def do_deposit(c, i, ev, n, mkt, acct_head, ctr, acc, pos):
     a = c["account"]
     code = account_code(c, acct_head, ctr)
     amount = c["size"]
-    if code == 0 and (amount <= 0 or amount > MAX_AMOUNT_ATOMS or acc[a]["collateral"] > MAX_COLLATERAL_ATOMS - amount):
+    if code == 0 and (amount <= 0 or amount > MAX_AMOUNT_ATOMS or acc[a]["collateral"] > MAX_COLLATERAL_ATOMS - amount
+                      or ctr[C_DEPOSITS] > INT64_MAX - amount):
         code = R_AMOUNT_INVALID
     if code != 0:
         return emit_reject(ev, n, i, c["ts"], -1, a, 0, code)

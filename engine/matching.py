@@ -72,7 +72,7 @@ from engine.kernel_consts import (
     TIF_MARKET,
 )
 from engine.limits import band, crosses, notional_check, protection_price
-from engine.risk import expo_order, pretrade_code, settle_fill
+from engine.risk import expo_order, pretrade_code, replace_code, settle_fill
 
 # Kernels take the engine's arrays positionally, always in this order:
 # orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
@@ -429,11 +429,8 @@ def do_amend(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
     if code == 0 and risk and price > mkt[m]["max_price"]:
         code = R_PRICE_ABOVE_MAX
     if code == 0 and risk:
-        # judged as if the old order were gone and the new one placed
-        expo_order(orders, mkt, pos, slot, -old_size)
-        code = pretrade_code(acc, pos, mkt, c["account"], m, side, price, size, R_POSITION_LIMIT,
-                             R_INSUFFICIENT_MARGIN)
-        expo_order(orders, mkt, pos, slot, old_size)
+        code = replace_code(acc, pos, mkt, c["account"], m, side, old_price, old_size, price, size,
+                            R_POSITION_LIMIT, R_INSUFFICIENT_MARGIN)
     if code != 0:
         return emit_reject(ev, n, i, ts, m, c["account"], c["oid"], code)
     base = mkt[m]["base"]

@@ -619,9 +619,10 @@ class ReferenceEngine:
         if not code:
             code = self._max_price_code(m, new_price)
         if not code and self._risk:
-            # judged as if the old order were gone and the new one placed
+            # the old order replaced by the new one, judged against the IM with the old in place
+            before = self._total_im(o.account)
             self._expo_add(o.account, m, o.side, o.price, -o.remaining)
-            code = self._pretrade_code(o.account, m, o.side, new_price, new_size)
+            code = self._pretrade_code(o.account, m, o.side, new_price, new_size, before)
             self._expo_add(o.account, m, o.side, o.price, o.remaining)
         if code:
             return self._reject(cmd, code)
@@ -795,7 +796,8 @@ class ReferenceEngine:
         amount = cmd.size
         code = self._account_code(cmd)
         if not code and not (0 < amount <= MAX_AMOUNT_ATOMS
-                             and self._account(cmd.account).collateral + amount <= MAX_COLLATERAL_ATOMS):
+                             and self._account(cmd.account).collateral + amount <= MAX_COLLATERAL_ATOMS
+                             and self._deposits + amount <= INT64_MAX):
             code = Reject.AMOUNT_INVALID
         if code:
             return self._emit_reject(code, -1, cmd.account, 0)
@@ -1191,10 +1193,12 @@ class ReferenceEngine:
                 return False
         return True
 
-    def _pretrade_code(self, a: int, m: _Market, side: int, price: int, lots: int) -> int:
+    def _pretrade_code(self, a: int, m: _Market, side: int, price: int, lots: int, before: int | None = None) -> int:
         """0 if the account may add ``lots`` at ``price``: with the order added the limits hold,
-        and if it raises the account's IM, equity covers the new IM."""
-        before = self._total_im(a)
+        and if it raises the account's IM (over ``before``, by default the IM now), equity
+        covers the new IM."""
+        if before is None:
+            before = self._total_im(a)
         self._expo_add(a, m, side, price, lots)
         code = 0
         if not self._within_limits(a):

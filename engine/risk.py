@@ -204,6 +204,26 @@ def pretrade_code(acc, pos, mkt, a, m, side, price, lots, r_limit, r_margin):
     return code
 
 
+@njit(cache=True, _nrt=False)
+def replace_code(acc, pos, mkt, a, m, side, old_price, old_lots, price, lots, r_limit, r_margin):
+    """``pretrade_code`` for an amend: the resting order (``old_*``) replaced by the amended
+    one. Judged against the IM with the old order in place, so an amend that does not raise
+    the account's IM (a smaller size, say) never needs margin."""
+    before = total_im(pos, mkt, a)
+    expo_add(pos, mkt, a, m, side, old_price, -old_lots)
+    expo_add(pos, mkt, a, m, side, price, lots)
+    code = 0
+    if not within_limits(pos, mkt, a):
+        code = r_limit
+    else:
+        after = total_im(pos, mkt, a)
+        if after > before and equity_atoms(acc, pos, mkt, a) < after:
+            code = r_margin
+    expo_add(pos, mkt, a, m, side, price, -lots)
+    expo_add(pos, mkt, a, m, side, old_price, old_lots)
+    return code
+
+
 # ---------------------------------------------------------------------------- fills
 
 

@@ -22,6 +22,7 @@ from engine_helpers import (
 
 from engine.codes import Reject
 from engine.commands import (
+    Amend,
     Balance,
     Batch,
     Deposit,
@@ -257,3 +258,17 @@ def test_account_and_oracle_commands_inside_a_batch_are_refused(make_engine, kin
     events = apply_checked(engine, [Batch(actions=[action])])
     assert [(type(e), e.code) for e in events] == [(Rejected, Reject.BAD_FIELD)]
     assert engine.state_hash() == before
+
+
+def test_shrinking_an_order_never_needs_margin_even_when_the_account_is_short_of_it(make_engine):
+    engine = make_engine(specs=(nvda(ladder_levels=4096),), config=RISK)
+    arrange(engine, [OracleUpdate(market=0, price=Decimal(100), ts_ns=SECOND), Deposit(account=ALICE, amount=usd(100)),
+                     bid(ALICE, "10", "99.00")])
+    arrange(engine, [OracleUpdate(market=0, price=Decimal(110), ts_ns=2 * SECOND)])
+    assert engine.initial_margin(ALICE) == 110 * USD > engine.equity(ALICE)
+    oid = engine.open_orders(ALICE)[0].oid
+    events = apply_checked(engine, [Amend(market=0, account=ALICE, oid=oid, size=Decimal("9.5"))])
+    assert events[0].__struct_config__.tag == "amended"
+    assert engine.initial_margin(ALICE) == 104_500_000  # still above equity, but lower than before
+    events = apply_checked(engine, [Amend(market=0, account=ALICE, oid=oid, size=Decimal("9.6"))])
+    assert events == [Rejected(0, 0, ALICE, oid, Reject.INSUFFICIENT_MARGIN)]
