@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from engine.book import C_LIVE, C_ORDER_SEQ, SLOT_BITS, slot_alloc
+from engine.book import slot_alloc
 from engine.emit import emit
 from engine.kernel_consts import (
     CR_LIQUIDATION,
@@ -40,7 +40,7 @@ from engine.kernel_consts import (
     TIF_IOC,
 )
 from engine.liquidation import fillable_price_ticks
-from engine.matching import cancel_resting, finish_taker, match
+from engine.matching import cancel_resting, finish_taker, match, new_order
 from engine.risk import apply_fill, ceil_div, equity_atoms, position_notional, total_mm
 
 LIQUIDATIONS_PER_TICK = 64
@@ -100,30 +100,8 @@ def book_step(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ
         if slot < 0:
             return n, False
         side = 1 if size > 0 else 0
-        ctr[C_ORDER_SEQ] += 1
-        ctr[C_LIVE] += 1
-        o = orders[slot]
-        o["oid"] = (ctr[C_ORDER_SEQ] << SLOT_BITS) | slot
-        o["price"] = price
-        o["remaining"] = chunk
-        o["expires_at"] = 0
-        o["prio"] = 0
-        o["cloid0"] = 0
-        o["cloid1"] = 0
-        o["cloid2"] = 0
-        o["cloid3"] = 0
-        o["next"] = -1
-        o["prev"] = -1
-        o["anext"] = -1
-        o["aprev"] = -1
-        o["heap_pos"] = -1
-        o["account"] = a
-        o["market"] = m
-        o["side"] = side
-        o["tif"] = TIF_IOC
-        o["stp"] = STP_MAKER
-        o["live"] = 1
-        oid = o["oid"]
+        zero = np.uint64(0)
+        oid = new_order(orders, ctr, slot, m, a, side, price, chunk, TIF_IOC, STP_MAKER, 0, zero, zero, zero, zero)
         n = emit(ev, n, E_LIQUIDATION, i, ts, m, a, oid, side, price, chunk, 0, 0, LQ_BOOK)
         at = n - 1
         n, stopped = match(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,

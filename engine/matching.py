@@ -300,6 +300,17 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
             code = R_BOOK_FULL
     if code != 0:
         return emit_reject(ev, n, i, ts, m, a, 0, code)
+    oid = new_order(orders, ctr, slot, m, a, side, price, size, tif, stp, expires, c0, c1, c2, c3)
+    n = emit(ev, n, E_ACCEPTED, i, ts, m, a, oid, side, price, size, 0, 0, 0)
+    n, stopped = match(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                       acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot)
+    return finish_taker(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                        acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot, stopped, False)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def new_order(orders, ctr, slot, m, a, side, price, size, tif, stp, expires, c0, c1, c2, c3):
+    """Fill a freshly allocated slot as a new taker (not yet in any list); returns its oid."""
     ctr[C_ORDER_SEQ] += 1
     ctr[C_LIVE] += 1
     oid = (ctr[C_ORDER_SEQ] << SLOT_BITS) | slot
@@ -324,11 +335,7 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
     o["tif"] = tif
     o["stp"] = stp
     o["live"] = 1
-    n = emit(ev, n, E_ACCEPTED, i, ts, m, a, oid, side, price, size, 0, 0, 0)
-    n, stopped = match(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                       acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot)
-    return finish_taker(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                        acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot, stopped, False)
+    return oid
 
 
 @njit(cache=True, _nrt=False, inline="always")
