@@ -79,7 +79,7 @@ MESSAGES: dict[Reject, str] = {
     Reject.BATCH_NESTED: "A batch may not contain another batch.",
     Reject.PRICE_MISSING: "A limit order needs a price.",
     Reject.MARKET_ORDER_WITH_PRICE: "A market order takes no price; its limit is the protection price.",
-    Reject.MARK_INVALID: "The mark price must be positive and at most 2^40 ticks.",
+    Reject.MARK_INVALID: "The mark price must be positive, at most 2^40 ticks and, with risk on, at most the market's max_price.",
     Reject.ORDER_ID_MISSING: "Give an order id or a client order id to say which order.",
     Reject.AMOUNT_INVALID: "The amount must be a positive number of whole atoms (1e-6 USD), at most 2^60 atoms, and the balance may not pass 2^61 atoms.",
     Reject.ORACLE_PRICE_INVALID: "The oracle price must be positive and at most the market's max_price.",

@@ -11,6 +11,7 @@ from numba import njit
 
 from engine.book import (
     C_HEAP_N,
+    C_RISK,
     find_down,
     find_up,
     next_level,
@@ -90,7 +91,7 @@ def do_set_mark(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, sum
         code = c["pre_reject"]
     elif m < 0 or m >= mkt.shape[0]:
         code = R_UNKNOWN_MARKET
-    elif price <= 0 or price > MAX_MARK_TICKS:
+    elif price <= 0 or price > MAX_MARK_TICKS or (ctr[C_RISK] != 0 and price > mkt[m]["max_price"]):
         code = R_MARK_INVALID
     if code != 0:
         return emit_reject(ev, n, i, c["ts"], m, c["account"], c["oid"], code)

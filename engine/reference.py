@@ -641,6 +641,8 @@ class ReferenceEngine:
             code = Reject.UNKNOWN_MARKET
         if not code and not 0 < cmd.price <= MAX_MARK_TICKS:
             code = Reject.MARK_INVALID
+        if not code and self._risk and cmd.price > self._markets[cmd.market].max_price:
+            code = Reject.MARK_INVALID
         if code:
             return self._reject(cmd, code)
         self._move_mark(self._markets[cmd.market], cmd.price)

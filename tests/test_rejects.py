@@ -324,6 +324,8 @@ ROWS = [
     row("oracle_above_max_price", [OracleUpdate(market=0, price=Decimal("1000000.01"))], R.ORACLE_PRICE_INVALID,
         account=-1, config=RISK, setup=[]),
     row("oracle_zero", [OracleUpdate(market=0, price=Decimal(0))], R.ORACLE_PRICE_INVALID, account=-1, setup=[]),
+    row("set_mark_above_max_price_with_risk_on", [SetMark(market=0, price=Decimal("100.51"))], R.MARK_INVALID,
+        account=0, config=RISK, specs=(nvda(max_price=Decimal("100.50")),), setup=[]),
     row("bid_above_max_price", [bid(ALICE, "1", "101.00")], R.PRICE_ABOVE_MAX, config=RISK,
         specs=(nvda(max_price=Decimal("100.50")),), setup=FUNDED),
     row("leverage_above_the_tier", [SetLeverage(account=ALICE, market=0, leverage=11)], R.LEVERAGE_INVALID,
