@@ -186,29 +186,18 @@ def within_limits(pos, mkt, a):
 
 @njit(cache=True, _nrt=False)
 def pretrade_code(acc, pos, mkt, a, m, side, price, lots, r_limit, r_margin):
-    """0 if the account may add an order of ``lots`` at ``price``; else a reject code.
-
-    The order is added to the exposure tentatively and taken out again: the limits must
-    hold with it, and if it raises the account's IM, equity must cover the new IM.
-    """
-    before = total_im(pos, mkt, a)
-    expo_add(pos, mkt, a, m, side, price, lots)
-    code = 0
-    if not within_limits(pos, mkt, a):
-        code = r_limit
-    else:
-        after = total_im(pos, mkt, a)
-        if after > before and equity_atoms(acc, pos, mkt, a) < after:
-            code = r_margin
-    expo_add(pos, mkt, a, m, side, price, -lots)
-    return code
+    """0 if the account may add an order of ``lots`` at ``price``; else a reject code: a
+    replacement of nothing (``replace_code`` with no old order)."""
+    return replace_code(acc, pos, mkt, a, m, side, price, 0, price, lots, r_limit, r_margin)
 
 
 @njit(cache=True, _nrt=False)
 def replace_code(acc, pos, mkt, a, m, side, old_price, old_lots, price, lots, r_limit, r_margin):
-    """``pretrade_code`` for an amend: the resting order (``old_*``) replaced by the amended
-    one. Judged against the IM with the old order in place, so an amend that does not raise
-    the account's IM (a smaller size, say) never needs margin."""
+    """0 if the account may replace its resting order (``old_*``; 0 lots for a new order) by
+    one of ``lots`` at ``price``; else a reject code. The change is applied to the exposure
+    tentatively and undone: the limits must hold with it, and if it raises the account's IM
+    over the IM with the old order in place, equity must cover the new IM (so an amend that
+    does not raise the IM, a smaller size say, never needs margin)."""
     before = total_im(pos, mkt, a)
     expo_add(pos, mkt, a, m, side, old_price, -old_lots)
     expo_add(pos, mkt, a, m, side, price, lots)
