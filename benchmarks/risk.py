@@ -93,7 +93,7 @@ import numpy as np
 from numba import njit
 
 from engine.book import C_DEPOSITS, C_NPOS
-from engine.codes import CommandKind, EventKind, Side, Tif
+from engine.codes import CommandKind, EventKind, MarketMode, OracleFlag, Side, Tif
 from engine.commands import COMMAND_DTYPE, EVENT_DTYPE
 from engine.engine import Engine
 from engine.risk import equity_atoms, total_mm
@@ -426,11 +426,13 @@ def pricing_specs(n_markets: int, rng: np.random.Generator) -> tuple[list[Market
     return specs, oracle
 
 
-def pricing_engine(specs: list[MarketSpec], oracle: np.ndarray) -> tuple[Engine, int]:
-    """Deposits, an oracle price per market, then ten bid and ten ask levels per market.
-    Returns the engine and the timestamp of its last setup command."""
+def pricing_engine(specs: list[MarketSpec], oracle: np.ndarray, dark: bool = False) -> tuple[Engine, int]:
+    """Deposits, an oracle price per market, then ten bid and ten ask levels per market; with
+    ``dark``, closed-hours pricing on (``EngineConfig.modes``) and every market then turned
+    dark by an update flagged ``CLOSED``. Returns the engine and the timestamp of its last
+    setup command."""
     nm = len(specs)
-    engine = Engine(specs, EngineConfig(max_orders=1 << 15, max_accounts=4, risk=True))
+    engine = Engine(specs, EngineConfig(max_orders=1 << 15, max_accounts=4, risk=True, modes=dark))
     ts = HOUR_START + SECOND_NS
     deposits = records(2, CommandKind.DEPOSIT, ts - 10)
     deposits["account"] = [BID_ACCOUNT, ASK_ACCOUNT]
@@ -447,11 +449,18 @@ def pricing_engine(specs: list[MarketSpec], oracle: np.ndarray) -> tuple[Engine,
     book["price"] = np.where(side == int(Side.BUY), oracle[m] - (1 + k) * step, oracle[m] + (2 + k) * step)
     lot_usd = book["price"] * 0.01 * 0.1
     book["size"] = np.ceil(PRICING_LEVEL_USD / lot_usd).astype(np.int64)
-    setup = np.concatenate([deposits, oracle_records(oracle, ts), book])
+    parts = [deposits, oracle_records(oracle, ts), book]
+    if dark:
+        closed = oracle_records(np.zeros(nm, dtype=np.int64), ts + 2)
+        closed["size"] = int(OracleFlag.CLOSED)
+        parts.append(closed)
+    setup = np.concatenate(parts)
     ev = engine.apply(setup)
     accepted = int(np.count_nonzero(ev["kind"] == int(EventKind.ACCEPTED)))
     if accepted != len(book):
         raise AssertionError(f"pricing setup: {accepted} of {len(book)} orders accepted")
+    if dark and not (engine.mkt["mode"] == int(MarketMode.INTERNAL)).all():
+        raise AssertionError("pricing setup: a market did not go dark")
     return engine, int(setup["ts"][-1])
 
 
@@ -461,31 +470,36 @@ def tick_stream(n_ticks: int, ts0: int) -> np.ndarray:
     return tick_records(n_ticks, first, FUNDING_SAMPLE_NS)
 
 
-def oracle_rounds(ticks: np.ndarray, oracle: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Per tick, an OracleUpdate for every market (±1 tick random walk) a millisecond before it."""
+def oracle_rounds(ticks: np.ndarray, oracle: np.ndarray, rng: np.random.Generator, dark: bool = False) -> np.ndarray:
+    """Per tick, an OracleUpdate for every market (±1 tick random walk; with ``dark`` no price
+    and the ``CLOSED`` flag, as the oracle sends at night) a millisecond before it."""
     nm = len(oracle)
     walk = oracle + np.cumsum(rng.choice(np.array([-1, 1]), size=(len(ticks), nm)), axis=0)
     rounds = np.zeros((len(ticks), nm + 1), dtype=COMMAND_DTYPE)
     rounds[:, :nm]["kind"] = int(CommandKind.ORACLE)
     rounds[:, :nm]["market"] = np.arange(nm)
-    rounds[:, :nm]["price"] = walk
+    rounds[:, :nm]["price"] = 0 if dark else walk
+    rounds[:, :nm]["size"] = int(OracleFlag.CLOSED) if dark else 0
     rounds[:, :nm]["ts"] = (ticks["ts"] - 1_000_000)[:, None]
     rounds[:, nm] = ticks
     return rounds.reshape(-1)
 
 
-def bench_pricing(n_markets: int, n_ticks: int, repeat: int, seed: int) -> dict:
+def bench_pricing(n_markets: int, n_ticks: int, repeat: int, seed: int, dark: bool = False) -> dict:
+    """Per-tick pricing of ``n_markets``: external (the mark and the funding sample per market)
+    or, with ``dark``, every market INTERNAL (also the internal step from both impact prices
+    and the re-anchor check, docs/modes.md)."""
     rng = np.random.default_rng(seed)
     specs, oracle = pricing_specs(n_markets, rng)
     problems: list[str] = []
     t0 = time.perf_counter()
-    pricing_engine(specs, oracle)
+    pricing_engine(specs, oracle, dark)
     setup_s = time.perf_counter() - t0
 
     batch_ns, single_p50_ns, round_ns = [], [], []
     events = []
     for r in range(repeat):
-        engine, last_ts = pricing_engine(specs, oracle)
+        engine, last_ts = pricing_engine(specs, oracle, dark)
         ticks = tick_stream(n_ticks, last_ts)
         prem_before = engine.mkt["prem_n"].copy()
         hour = engine.mkt["next_funding"].copy()
@@ -498,7 +512,7 @@ def bench_pricing(n_markets: int, n_ticks: int, repeat: int, seed: int) -> dict:
             problems.append("funding was settled during the ticks")
         events.append(n_events)
 
-        engine, last_ts = pricing_engine(specs, oracle)
+        engine, last_ts = pricing_engine(specs, oracle, dark)
         ticks = tick_stream(n_ticks, last_ts)
         one = [ticks[i:i + 1] for i in range(n_ticks)]
         calls = np.empty(n_ticks, dtype=np.int64)
@@ -509,20 +523,23 @@ def bench_pricing(n_markets: int, n_ticks: int, repeat: int, seed: int) -> dict:
             calls[i] = clock() - t
         single_p50_ns.append(float(np.median(calls)))
 
-        engine, last_ts = pricing_engine(specs, oracle)
-        rounds = oracle_rounds(tick_stream(n_ticks, last_ts), oracle, np.random.default_rng(seed + r))
+        engine, last_ts = pricing_engine(specs, oracle, dark)
+        rounds = oracle_rounds(tick_stream(n_ticks, last_ts), oracle, np.random.default_rng(seed + r), dark)
         hour = engine.mkt["next_funding"].copy()
         t = time.perf_counter_ns()
         round_events = engine.apply_count(rounds)
         round_ns.append(time.perf_counter_ns() - t)
         if not (engine.mkt["next_funding"] == hour).all():
             problems.append("funding was settled during the oracle rounds")
+        if dark and not (engine.mkt["mode"] == int(MarketMode.INTERNAL)).all():
+            problems.append("a market left INTERNAL during the dark rounds")
         if round_events < n_ticks * n_markets:
             problems.append(f"the oracle rounds gave {round_events} events, fewer than one MARK per update")
     per_tick = min(batch_ns) / n_ticks
     per_round = min(round_ns) / n_ticks
     return {
         "markets": n_markets,
+        "dark": dark,
         "ticks": n_ticks,
         "setup_s": setup_s,
         "us_per_tick": per_tick / 1e3,
@@ -545,6 +562,7 @@ def warm_up() -> float:
     started = time.perf_counter()
     bench_settlement(100, 2, 1, 0, 100)
     bench_pricing(3, 2, 1, 0)
+    bench_pricing(3, 2, 1, 0, dark=True)
     return time.perf_counter() - started
 
 
@@ -619,6 +637,7 @@ def run(args: argparse.Namespace) -> dict:
               for n in args.accounts]
     scans = [r.pop("scan") for r in settle]
     pricing = bench_pricing(args.markets, args.ticks, args.repeat, args.seed)
+    dark = bench_pricing(args.markets, args.ticks, args.repeat, args.seed, dark=True)
     at_target = next((r for r in settle if r["accounts"] == TARGET_ACCOUNTS), None)
     scan_at_target = next((r for r in scans if r["accounts"] == TARGET_ACCOUNTS), None)
     return {
@@ -642,7 +661,8 @@ def run(args: argparse.Namespace) -> dict:
             "runs": scans,
         },
         "pricing": pricing,
-        "ok": all(r["ok"] for r in settle) and all(r["ok"] for r in scans) and pricing["ok"],
+        "pricing_dark": dark,
+        "ok": all(r["ok"] for r in settle) and all(r["ok"] for r in scans) and pricing["ok"] and dark["ok"],
     }
 
 
@@ -664,7 +684,7 @@ def _growth(runs: list[dict], key: str) -> str | None:
 
 
 def render(r: dict) -> str:
-    env, s, scan, p = r["environment"], r["settlement"], r["margin_scan"], r["pricing"]
+    env, s, scan = r["environment"], r["settlement"], r["margin_scan"]
     at = next((x for x in s["runs"] if x["accounts"] == TARGET_ACCOUNTS), None)
     scan_at = next((x for x in scan["runs"] if x["accounts"] == TARGET_ACCOUNTS), None)
     lines = [
@@ -707,17 +727,24 @@ def render(r: dict) -> str:
         f"{_verdict(scan['met'], scan_at['ms'] if scan_at else None)}",
         _growth(scan["runs"], "ms"),
         "",
-        f"3. pricing per tick: {p['markets']} markets with an oracle price and a 10-level book a side, "
-        f"{p['ticks']} ticks 5 s apart (every tick: mark + premium sample in every market)",
-        f"  ticks in one apply_count call: {p['us_per_tick']:,.1f} µs per tick ({p['ns_per_market']:.0f} ns per "
-        f"market; {p['events_per_tick']:.1f} MARK events per tick)",
-        f"  one apply_count call per tick: {p['one_call_per_tick_us_p50']:,.1f} µs (median call, Python call included)",
-        f"  oracle round (an OracleUpdate per market, then the Tick): {p['oracle_round_us']:,.1f} µs "
-        f"({p['ns_per_oracle_update']:.0f} ns per update; {p['core_share_at_1_tick_per_s']:.3%} of a core at one "
-        "round a second)",
     ]
-    for problem in p["problems"]:
-        lines.append(f"  CHECK FAILED: {problem}")
+    for p in (r["pricing"], r["pricing_dark"]):
+        what = ("closed-hours pricing on, every market dark (INTERNAL): internal step from both impact prices, "
+                "re-anchor check, band clamp, mark, premium sample" if p["dark"] else "mark + premium sample")
+        lines += [
+            "",
+            f"3{'b' if p['dark'] else 'a'}. pricing per tick: {p['markets']} markets with an oracle price and a "
+            f"10-level book a side, {p['ticks']} ticks 5 s apart (every tick, every market: {what})",
+            f"  ticks in one apply_count call: {p['us_per_tick']:,.1f} µs per tick ({p['ns_per_market']:.0f} ns per "
+            f"market; {p['events_per_tick']:.1f} MARK events per tick)",
+            f"  one apply_count call per tick: {p['one_call_per_tick_us_p50']:,.1f} µs (median call, Python call "
+            "included)",
+            f"  oracle round (an OracleUpdate per market{', no price, CLOSED' if p['dark'] else ''}, then the Tick): "
+            f"{p['oracle_round_us']:,.1f} µs ({p['ns_per_oracle_update']:.0f} ns per update; "
+            f"{p['core_share_at_1_tick_per_s']:.3%} of a core at one round a second)",
+        ]
+        for problem in p["problems"]:
+            lines.append(f"  CHECK FAILED: {problem}")
     lines += ["", "all checks passed" if r["ok"] else "CHECK FAILED (see above)"]
     return "\n".join(line for line in lines if line is not None)
 

@@ -102,6 +102,28 @@ MARKET_DTYPE = np.dtype(
         ("liq_partial", np.int64),
         ("liq_fee_ppm", np.int64),
         ("oi", np.int64),
+        ("oi_cap", np.int64),  # atoms of open interest at the mark; 0: no cap
+        # closed-hours pricing (docs/modes.md); used when EngineConfig.modes is on
+        ("mode", np.int64),  # MarketMode
+        ("ext", np.int64),  # the last external price (ticks)
+        ("ext_ts", np.int64),  # when it arrived; 0: never
+        ("fresh_ts", np.int64),  # start of the current unbroken run of external prices; 0: none
+        ("ref", np.int64),  # the discovery band's reference
+        ("band_lo", np.int64),
+        ("band_hi", np.int64),
+        ("res_up", np.int64),  # re-anchors upward since going dark
+        ("res_dn", np.int64),
+        ("int_ts", np.int64),  # the last internal-pricing step
+        ("halt", np.int64),  # 0 running, 1 halted by an admin, 2 by the oracle's breaker
+        ("clean", np.int64),  # clean oracle updates since the breaker tripped
+        ("pipo_ref", np.int64),  # pre-IPO reference price (ticks); 0: not pre-IPO
+        ("pipo_fp", np.int64),  # 8 h EMA of the minutely mark (engine.pricing value form)
+        ("pipo_w", np.int64),
+        ("pipo_ts", np.int64),
+        ("next_min", np.int64),  # the next minutely pre-IPO sample
+        ("disc_ppb", np.int64),  # discovery band half-width B (ppb of the reference)
+        ("dark_lev", np.int64),  # max leverage for exposure while dark
+        ("fund_dark", np.int64),  # FundingDark
     ],
     align=True,
 )
@@ -119,6 +141,7 @@ C_WITHDRAWALS = 8  # atoms withdrawn, ever
 C_FEES = 9  # fee account balance (atoms)
 C_NPOS = 10  # open positions (non-zero sizes), all accounts and markets
 C_CLOCK = 11  # the last Tick's timestamp
+C_MODES = 12  # 1 when EngineConfig.modes is on
 N_COUNTERS = 16
 
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)

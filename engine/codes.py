@@ -15,7 +15,7 @@ A number, once published, never changes meaning. Every reject has one sentence i
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, IntFlag
 
 
 class Reject(IntEnum):
@@ -48,6 +48,7 @@ class Reject(IntEnum):
     POSITION_LIMIT = 2002
     WITHDRAW_TOO_LARGE = 2003
     LEVERAGE_NEEDS_MARGIN = 2004
+    OI_CAP_REACHED = 2005
 
     FOK_NOT_FILLABLE = 3001
     POST_ONLY_WOULD_CROSS = 3002
@@ -58,6 +59,11 @@ class Reject(IntEnum):
 
     NO_MARK = 4001
     RISK_DISABLED = 4002
+    MARKET_HALTED = 4003
+    PRICE_OUTSIDE_DISCOVERY_BAND = 4004
+    ORACLE_NOT_EXTERNAL = 4005
+    MODE_TRANSITION_INVALID = 4006
+    MODES_DISABLED = 4007
 
 
 MESSAGES: dict[Reject, str] = {
@@ -89,6 +95,7 @@ MESSAGES: dict[Reject, str] = {
     Reject.POSITION_LIMIT: "The order could take the position (or the account's total) beyond the engine's position limit.",
     Reject.WITHDRAW_TOO_LARGE: "The withdrawal exceeds the collateral, or would leave equity below max(total initial margin, 10% of position notional).",
     Reject.LEVERAGE_NEEDS_MARGIN: "At this leverage the account's initial margin would exceed its equity.",
+    Reject.OI_CAP_REACHED: "The market's open-interest cap is reached (a quarter of it while the market is dark): only orders that reduce a position are accepted.",
     Reject.FOK_NOT_FILLABLE: "The fill-or-kill order cannot be filled in full right now; nothing was done.",
     Reject.POST_ONLY_WOULD_CROSS: "The post-only order would take liquidity; it was not placed.",
     Reject.UNKNOWN_ORDER: "No open order with this id exists in this market.",
@@ -97,6 +104,11 @@ MESSAGES: dict[Reject, str] = {
     Reject.BOOK_FULL: "The engine has no room for another open order.",
     Reject.NO_MARK: "The market has no mark price yet, so no price band can be checked.",
     Reject.RISK_DISABLED: "This engine runs without accounts and margin (EngineConfig.risk is off).",
+    Reject.MARKET_HALTED: "The market is halted: only cancels are accepted until it resumes.",
+    Reject.PRICE_OUTSIDE_DISCOVERY_BAND: "The market is dark (no external price) and the price is outside its discovery band around the reference price.",
+    Reject.ORACLE_NOT_EXTERNAL: "This pre-IPO market takes no external oracle prices until an admin lists it.",
+    Reject.MODE_TRANSITION_INVALID: "The admin action does not apply in the market's current mode (halt a halted market, resume one that is not halted, or list one that is not pre-IPO).",
+    Reject.MODES_DISABLED: "This engine runs without closed-hours pricing (EngineConfig.modes is off).",
 }
 
 
@@ -129,6 +141,7 @@ class CommandKind(IntEnum):
     WITHDRAW = 9
     SET_LEVERAGE = 10
     ORACLE = 11
+    MARKET_ADMIN = 12
 
 
 class EventKind(IntEnum):
@@ -145,6 +158,39 @@ class EventKind(IntEnum):
     FUNDING = 11  # one position's payment: size = position lots, price = oracle, remaining = credit atoms, oid = rate ppb
     FUNDING_RATE = 12  # a market's settlement: oid = rate ppb, remaining = rounding remainder to the insurance fund
     LIQUIDATION = 13  # reason = step (LiquidationStep); see docs/risk.md
+    MODE = 14  # reason = MarketMode, oid = band reference, price = oracle, size = band low, remaining = band high (ticks)
+
+
+class MarketMode(IntEnum):
+    """Who sets a market's oracle price (oracle.md §5, docs/modes.md)."""
+
+    EXTERNAL = 0  # the oracle service's price
+    INTERNAL = 1  # dark: the engine's own, from the book, inside the discovery band
+    REOPENING = 2  # external prices are back; the price converges to them
+    PRE_IPO = 3  # no external source: an 8 h EMA of the market's own mark
+    HALTED = 4  # frozen prices, cancels only
+
+
+class OracleFlag(IntFlag):
+    """Bits of an oracle update's ``flags`` that the engine acts on."""
+
+    NONE = 0
+    CLOSED = 1  # the calendar says the session is closed: the market goes dark at once
+    BREAKER = 2  # the oracle's circuit breaker tripped: the market halts until 5 clean updates
+
+
+class AdminAction(IntEnum):
+    HALT = 1  # cancels only, prices frozen
+    RESUME = 2  # back to pre-IPO, or dark until external prices reopen the market
+    LIST = 3  # a pre-IPO market gets external prices: conversion is a reopen
+
+
+class FundingDark(IntEnum):
+    """Funding at a settlement that finds the market dark (mechanics.md §4)."""
+
+    NORMAL = 0
+    SCALED = 1  # the hour's rate × 0.5, rounded toward zero
+    PAUSED = 2  # no funding
 
 
 class Side(IntEnum):

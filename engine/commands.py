@@ -27,10 +27,13 @@ import numpy as np
 
 from engine import units
 from engine.codes import (
+    AdminAction,
     CancelReason,
     CommandKind,
     EventKind,
     LiquidationStep,
+    MarketMode,
+    OracleFlag,
     Reject,
     Side,
     Stp,
@@ -184,10 +187,23 @@ class SetLeverage(msgspec.Struct, tag="set_leverage", frozen=True, forbid_unknow
 
 
 class OracleUpdate(msgspec.Struct, tag="oracle", frozen=True, forbid_unknown_fields=True):
-    """The market's oracle price; the engine recomputes the mark from it (mechanics.md §3)."""
+    """The market's external price, or ``None`` when the oracle has none (closed, no quorum);
+    the engine derives its oracle price, mark and mode from it (mechanics.md §3,
+    docs/modes.md). ``flags``: ``OracleFlag`` bits (``CLOSED``, ``BREAKER``). A ``None``
+    price needs ``EngineConfig.modes``."""
 
     market: int
-    price: Decimal
+    price: Decimal | None
+    ts_ns: int = 0
+    flags: int = 0
+
+
+class MarketAdmin(msgspec.Struct, tag="market_admin", frozen=True, forbid_unknown_fields=True):
+    """An operator's action on a market (docs/modes.md): ``halt`` (cancels only, prices
+    frozen), ``resume``, ``list`` (a pre-IPO market starts taking external prices)."""
+
+    market: int
+    action: Literal["halt", "resume", "list"]
     ts_ns: int = 0
 
 
@@ -201,7 +217,8 @@ class Batch(msgspec.Struct, tag="batch", frozen=True, forbid_unknown_fields=True
     ts_ns: int = 0
 
 
-Command = Union[Place, Cancel, CancelAll, Amend, SetMark, Tick, Batch, Deposit, Withdraw, SetLeverage, OracleUpdate]
+Command = Union[Place, Cancel, CancelAll, Amend, SetMark, Tick, Batch, Deposit, Withdraw, SetLeverage, OracleUpdate,
+                MarketAdmin]
 
 
 # ---------------------------------------------------------------------------- events
@@ -344,8 +361,22 @@ class FundingRate(msgspec.Struct, tag="funding_rate", frozen=True):
     remainder_atoms: int
 
 
+class Mode(msgspec.Struct, tag="mode", frozen=True):
+    """A market's mode or discovery band changed (docs/modes.md): the band is
+    ``band_low_ticks``–``band_high_ticks`` around ``ref_ticks`` (meaningful while dark or
+    pre-IPO)."""
+
+    cmd: int
+    market: int
+    mode: MarketMode
+    oracle_ticks: int
+    ref_ticks: int
+    band_low_ticks: int
+    band_high_ticks: int
+
+
 Event = Union[Accepted, Rejected, Fill, Cancelled, Expired, Amended, Level, Balance, Leverage, Mark, Funding,
-              FundingRate, Liquidation]
+              FundingRate, Liquidation, Mode]
 
 
 class OpenOrder(msgspec.Struct, frozen=True):
@@ -394,6 +425,8 @@ def events_to_structs(events: np.ndarray) -> list[Event]:
             out.append(FundingRate(cmd, market, oid, price, remaining))
         elif kind == EventKind.LIQUIDATION:
             out.append(Liquidation(cmd, market, account, LiquidationStep(reason), oid, side, price, size, remaining))
+        elif kind == EventKind.MODE:
+            out.append(Mode(cmd, market, MarketMode(reason), price, oid, size, remaining))
         else:
             raise AssertionError(f"unknown event kind {kind}")
     return out
@@ -476,7 +509,9 @@ class _Writer:
             self.rec[name] = int(table[value])
 
 
-_SINGLE_COMMANDS = (Place, Cancel, CancelAll, Amend, SetMark, Tick, Deposit, Withdraw, SetLeverage, OracleUpdate)
+_SINGLE_COMMANDS = (Place, Cancel, CancelAll, Amend, SetMark, Tick, Deposit, Withdraw, SetLeverage, OracleUpdate,
+                    MarketAdmin)
+_ADMIN_ACTIONS = {"halt": AdminAction.HALT, "resume": AdminAction.RESUME, "list": AdminAction.LIST}
 
 
 def _write(cmd: Command, rec: np.void, specs: Sequence[MarketSpec]) -> None:
@@ -529,11 +564,26 @@ def _write(cmd: Command, rec: np.void, specs: Sequence[MarketSpec]) -> None:
             rec["market"] = -1
         else:
             w.market(cmd.market)
-    elif isinstance(cmd, (SetMark, OracleUpdate)):
-        rec["kind"] = CommandKind.SET_MARK if isinstance(cmd, SetMark) else CommandKind.ORACLE
+    elif isinstance(cmd, SetMark):
+        rec["kind"] = CommandKind.SET_MARK
         spec = w.market(cmd.market)
         if spec is not None:
             w.decimal_field("price", cmd.price, spec.tick_size, units.to_ticks)
+    elif isinstance(cmd, OracleUpdate):
+        rec["kind"] = CommandKind.ORACLE
+        spec = w.market(cmd.market)
+        if spec is not None and cmd.price is not None:
+            w.decimal_field("price", cmd.price, spec.tick_size, units.to_ticks)
+            if rec["pre_reject"] == 0 and rec["price"] <= 0:
+                w.fail(Reject.ORACLE_PRICE_INVALID)
+        w.int_field("size", cmd.flags, Reject.BAD_FIELD, 0, int(OracleFlag.CLOSED | OracleFlag.BREAKER))
+    elif isinstance(cmd, MarketAdmin):
+        rec["kind"] = CommandKind.MARKET_ADMIN
+        w.market(cmd.market)
+        if cmd.action not in _ADMIN_ACTIONS:
+            w.fail(Reject.BAD_FIELD)
+        else:
+            rec["size"] = int(_ADMIN_ACTIONS[cmd.action])
     elif isinstance(cmd, (Deposit, Withdraw)):
         rec["kind"] = CommandKind.DEPOSIT if isinstance(cmd, Deposit) else CommandKind.WITHDRAW
         w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)

@@ -20,6 +20,7 @@ from engine.book import (
     C_FEES,
     C_FREE_TOP,
     C_LIVE,
+    C_MODES,
     C_ORDER_SEQ,
     C_RISK,
     C_WITHDRAWALS,
@@ -27,6 +28,7 @@ from engine.book import (
     N_COUNTERS,
     ORDER_DTYPE,
 )
+from engine.codes import MarketMode
 from engine.commands import (
     COMMAND_DTYPE,
     EVENT_DTYPE,
@@ -37,7 +39,13 @@ from engine.commands import (
 from engine.impact import MAX_IMPACT_NOTIONAL_ATOMS, impact_price_ticks
 from engine.kernel import apply_kernel
 from engine.risk import ACCOUNT_DTYPE, POSITION_DTYPE, equity_atoms, total_im, total_mm
-from engine.risk_state import PositionView, dump_risk, set_risk_fields
+from engine.risk_state import (
+    ModeView,
+    PositionView,
+    dump_risk,
+    initial_mode,
+    set_risk_fields,
+)
 from engine.spec import EngineConfig, MarketSpec, validate_markets
 
 ORDER_HASH_FIELDS = 10  # oid, account, remaining, tif, stp, expires_at, cloid0..3
@@ -142,6 +150,8 @@ class Engine:
             rec["band_ppm"] = spec.band_ppm
             rec["slip_ppm"] = spec.slippage_ppm
             set_risk_fields(rec, spec)
+            for name, value in initial_mode(spec, config).items():
+                rec[name] = value
             lvl_off += 2 * levels
             bit_off += 2 * nwords
             sum_off += 2 * nsum
@@ -163,6 +173,7 @@ class Engine:
         self.ctr = np.zeros(N_COUNTERS, dtype=np.int64)
         self.ctr[C_FREE_TOP] = cap
         self.ctr[C_RISK] = int(config.risk)
+        self.ctr[C_MODES] = int(config.modes)
         # the last account record is the insurance fund (no command can address it)
         self.acc = np.zeros(config.max_accounts + 1 if config.risk else 1, dtype=ACCOUNT_DTYPE)
         self.pos = np.zeros((len(self.acc), nm), dtype=POSITION_DTYPE)
@@ -250,6 +261,11 @@ class Engine:
 
     def oracle(self, market: int) -> int:
         return int(self.mkt[market]["oracle"])
+
+    def mode(self, market: int) -> ModeView:
+        r = self.mkt[market]
+        return ModeView(MarketMode(int(r["mode"])), int(r["oracle"]), int(r["mark"]), int(r["ext"]), int(r["ref"]),
+                        int(r["band_lo"]), int(r["band_hi"]))
 
     def predicted_rate_ppb(self, market: int) -> int:
         return int(self.mkt[market]["rate_ppb"])

@@ -30,6 +30,7 @@ from engine.kernel_consts import (
     K_CANCEL,
     K_CANCEL_ALL,
     K_DEPOSIT,
+    K_MARKET_ADMIN,
     K_ORACLE,
     K_PLACE,
     K_SET_LEVERAGE,
@@ -43,7 +44,7 @@ from engine.kernel_consts import (
 from engine.liquidator import LIQUIDATIONS_PER_TICK
 from engine.market_state import do_set_mark, do_tick
 from engine.matching import do_amend, do_cancel, do_cancel_all, do_place
-from engine.prices import do_oracle, tick_prices
+from engine.prices import do_market_admin, do_oracle, tick_prices
 
 # Kernels take the engine's arrays positionally, always in this order:
 # orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
@@ -67,12 +68,12 @@ def event_bound(c, mkt, count, acct_head, acct_count, ctr):
             return 4 + 2 * acct_count[a]
     elif kind == K_SET_MARK or kind == K_ORACLE:
         if valid_m:
-            return 4 + 2 * (count[m, 0] + count[m, 1])
+            return 6 + 2 * (count[m, 0] + count[m, 1])
     elif kind == K_TICK:
-        # expiries, then per market a re-centre and a MARK, funding per position and market,
-        # liquidations: every order cancelled or filled (with its level), a few per position
+        # expiries, then per market a MODE, a re-centre and a MARK, funding per position and
+        # market, liquidations: every order cancelled or filled (with its level), a few per position
         nm = mkt.shape[0]
-        return (4 + 2 * ctr[C_HEAP_N] + 8 * ctr[C_LIVE] + 4 * nm + ctr[C_NPOS]
+        return (4 + 2 * ctr[C_HEAP_N] + 8 * ctr[C_LIVE] + 5 * nm + ctr[C_NPOS]
                 + 8 * LIQUIDATIONS_PER_TICK * (nm + 1))
     return 4
 
@@ -130,6 +131,8 @@ def apply_kernel(cmds, start, ev, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits
         elif kind == K_ORACLE:
             n = do_oracle(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                           acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
+        elif kind == K_MARKET_ADMIN:
+            n = do_market_admin(c, i, ev, n, mkt, ctr)
         elif kind == K_DEPOSIT:
             n = do_deposit(c, i, ev, n, mkt, acct_head, ctr, acc, pos)
         elif kind == K_WITHDRAW:

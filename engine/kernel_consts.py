@@ -7,10 +7,14 @@ arguments would defeat the cache (STYLE.md), so kernels use these plain names.
 from __future__ import annotations
 
 from engine.codes import (
+    AdminAction,
     CancelReason,
     CommandKind,
     EventKind,
+    FundingDark,
     LiquidationStep,
+    MarketMode,
+    OracleFlag,
     Reject,
     Stp,
     Tif,
@@ -30,6 +34,7 @@ K_DEPOSIT = int(CommandKind.DEPOSIT)
 K_WITHDRAW = int(CommandKind.WITHDRAW)
 K_SET_LEVERAGE = int(CommandKind.SET_LEVERAGE)
 K_ORACLE = int(CommandKind.ORACLE)
+K_MARKET_ADMIN = int(CommandKind.MARKET_ADMIN)
 
 E_ACCEPTED = int(EventKind.ACCEPTED)
 E_REJECTED = int(EventKind.REJECTED)
@@ -44,6 +49,21 @@ E_MARK = int(EventKind.MARK)
 E_FUNDING = int(EventKind.FUNDING)
 E_FUNDING_RATE = int(EventKind.FUNDING_RATE)
 E_LIQUIDATION = int(EventKind.LIQUIDATION)
+E_MODE = int(EventKind.MODE)
+MODE_EXTERNAL = int(MarketMode.EXTERNAL)
+MODE_INTERNAL = int(MarketMode.INTERNAL)
+MODE_REOPENING = int(MarketMode.REOPENING)
+MODE_PRE_IPO = int(MarketMode.PRE_IPO)
+MODE_HALTED = int(MarketMode.HALTED)
+OF_CLOSED = int(OracleFlag.CLOSED)
+OF_BREAKER = int(OracleFlag.BREAKER)
+OF_ALL = int(OracleFlag.CLOSED | OracleFlag.BREAKER)
+ADMIN_HALT = int(AdminAction.HALT)
+ADMIN_RESUME = int(AdminAction.RESUME)
+ADMIN_LIST = int(AdminAction.LIST)
+FD_NORMAL = int(FundingDark.NORMAL)
+FD_SCALED = int(FundingDark.SCALED)
+FD_PAUSED = int(FundingDark.PAUSED)
 LQ_BOOK = int(LiquidationStep.BOOK)
 LQ_BACKSTOP = int(LiquidationStep.BACKSTOP)
 LQ_COLLATERAL = int(LiquidationStep.COLLATERAL)
@@ -98,3 +118,9 @@ R_POSITION_LIMIT = int(Reject.POSITION_LIMIT)
 R_WITHDRAW_TOO_LARGE = int(Reject.WITHDRAW_TOO_LARGE)
 R_LEVERAGE_NEEDS_MARGIN = int(Reject.LEVERAGE_NEEDS_MARGIN)
 R_RISK_DISABLED = int(Reject.RISK_DISABLED)
+R_OI_CAP = int(Reject.OI_CAP_REACHED)
+R_MARKET_HALTED = int(Reject.MARKET_HALTED)
+R_OUTSIDE_DISCOVERY = int(Reject.PRICE_OUTSIDE_DISCOVERY_BAND)
+R_ORACLE_NOT_EXTERNAL = int(Reject.ORACLE_NOT_EXTERNAL)
+R_MODE_TRANSITION = int(Reject.MODE_TRANSITION_INVALID)
+R_MODES_DISABLED = int(Reject.MODES_DISABLED)

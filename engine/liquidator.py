@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from engine.book import slot_alloc
+from engine.book import C_MODES, slot_alloc
 from engine.emit import emit
 from engine.kernel_consts import (
     CR_LIQUIDATION,
@@ -41,6 +41,7 @@ from engine.kernel_consts import (
 )
 from engine.liquidation import fillable_price_ticks
 from engine.matching import cancel_resting, finish_taker, match, new_order
+from engine.modes import liquidation_allowed
 from engine.risk import apply_fill, ceil_div, equity_atoms, position_notional, total_mm
 
 LIQUIDATIONS_PER_TICK = 64
@@ -168,13 +169,17 @@ def liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ
 @njit(cache=True, _nrt=False)
 def liquidation_scan(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                      acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
-    """One pass over the accounts (not the fund) in id order; liquidate those below MM."""
+    """One pass over the accounts (not the fund) in id order; liquidate those below MM (with
+    modes on, as ``engine.modes.liquidation_allowed`` permits)."""
     done = 0
+    modes = ctr[C_MODES] != 0
     for a in range(acc.shape[0] - 1):
         if acc[a]["npos"] == 0:
             continue
         mm = total_mm(pos, mkt, a)
         if equity_atoms(acc, pos, mkt, a) >= mm:
+            continue
+        if modes and not liquidation_allowed(acc, pos, mkt, a):
             continue
         n = liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                       acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a)

@@ -43,6 +43,7 @@ from engine.kernel_consts import (
     E_ACCEPTED,
     E_AMENDED,
     E_CANCELLED,
+    MODE_HALTED,
     R_AMEND_NO_CHANGE,
     R_BAD_FIELD,
     R_BOOK_FULL,
@@ -50,6 +51,7 @@ from engine.kernel_consts import (
     R_EXPIRY_IN_PAST,
     R_FOK_NOT_FILLABLE,
     R_INSUFFICIENT_MARGIN,
+    R_MARKET_HALTED,
     R_NO_MARK,
     R_NOT_OWNER,
     R_ORDER_ID_MISSING,
@@ -57,7 +59,6 @@ from engine.kernel_consts import (
     R_POST_ONLY,
     R_PRICE_ABOVE_MAX,
     R_PRICE_NOT_POSITIVE,
-    R_PRICE_OUTSIDE_BAND,
     R_SIZE_ABOVE_MAX,
     R_SIZE_NOT_POSITIVE,
     R_UNKNOWN_ACCOUNT,
@@ -71,7 +72,7 @@ from engine.kernel_consts import (
     TIF_GTC,
     TIF_MARKET,
 )
-from engine.limits import band, crosses, notional_check, protection_price
+from engine.limits import band_code, crosses, notional_check, protection_price
 from engine.risk import expo_order, pretrade_code, replace_code, settle_fill
 
 # Kernels take the engine's arrays positionally, always in this order:
@@ -254,6 +255,8 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
         code = R_BAD_FIELD
     elif mkt[m]["mark"] == 0:
         code = R_NO_MARK
+    elif mkt[m]["mode"] == MODE_HALTED:
+        code = R_MARKET_HALTED
     elif size <= 0:
         code = R_SIZE_NOT_POSITIVE
     elif size > mkt[m]["max_order_lots"]:
@@ -266,9 +269,7 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
     elif price <= 0:
         code = R_PRICE_NOT_POSITIVE
     else:
-        low, high = band(mkt, m)
-        if price < low or price > high:
-            code = R_PRICE_OUTSIDE_BAND
+        code = band_code(mkt, m, price)
     risk = ctr[C_RISK] != 0
     if code == 0 and risk and price > mkt[m]["max_price"]:
         code = R_PRICE_ABOVE_MAX
@@ -415,7 +416,9 @@ def do_amend(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
     price = c["price"] if c["price"] != 0 else old_price
     size = c["size"] if c["size"] != 0 else old_size
     side = orders[slot]["side"]
-    if size <= 0:
+    if mkt[m]["mode"] == MODE_HALTED:
+        code = R_MARKET_HALTED
+    elif size <= 0:
         code = R_SIZE_NOT_POSITIVE
     elif price <= 0:
         code = R_PRICE_NOT_POSITIVE
@@ -424,9 +427,7 @@ def do_amend(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
     elif size > mkt[m]["max_order_lots"]:
         code = R_SIZE_ABOVE_MAX
     elif price != old_price:
-        low, high = band(mkt, m)
-        if price < low or price > high:
-            code = R_PRICE_OUTSIDE_BAND
+        code = band_code(mkt, m, price)
     if code == 0:
         code = notional_check(mkt, m, price, size)
     if code == 0 and not (price == old_price and size < old_size):

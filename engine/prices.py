@@ -1,6 +1,7 @@
 """Oracle updates and the mark price (mechanics.md §3, docs/risk.md).
 
-The oracle price is the last ``Oracle`` command's price. The mark is the median of
+The oracle price is the last ``Oracle`` command's price (with ``EngineConfig.modes``, the
+market's mode decides it: engine.modes). The mark is the median of
 ``oracle``, ``oracle + EMA_150s(mid − oracle)`` and ``median(best bid, best ask, last
 trade)``, recomputed on every oracle update and every tick; the EMA takes one sample of
 ``mid − oracle`` per recomputation, weighted by the time since the previous one
@@ -12,11 +13,25 @@ from __future__ import annotations
 
 from numba import njit
 
-from engine.book import C_RISK
+from engine.book import C_MODES, C_RISK
 from engine.emit import emit, emit_reject
-from engine.kernel_consts import E_MARK, R_ORACLE_INVALID, R_UNKNOWN_MARKET
+from engine.kernel_consts import (
+    ADMIN_HALT,
+    ADMIN_LIST,
+    ADMIN_RESUME,
+    E_MARK,
+    MODE_HALTED,
+    MODE_PRE_IPO,
+    OF_ALL,
+    R_BAD_FIELD,
+    R_MODES_DISABLED,
+    R_ORACLE_INVALID,
+    R_ORACLE_NOT_EXTERNAL,
+    R_UNKNOWN_MARKET,
+)
 from engine.liquidator import liquidation_scan
 from engine.market_state import move_mark
+from engine.modes import admin, mode_mark, oracle_update, tick_mode
 from engine.pricing import (
     MARK_EMA_TAU_NS,
     book_price_ticks,
@@ -69,41 +84,80 @@ def next_mark(mkt, best, m, ts):
 
 
 @njit(cache=True, _nrt=False)
-def do_oracle(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-              acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
+def oracle_code(c, mkt, ctr):
+    """0 if the OracleUpdate ``c`` is valid, else its reject code."""
     m = c["market"]
     price = c["price"]
-    ts = c["ts"]
-    code = 0
+    flags = c["size"]
+    modes = ctr[C_MODES] != 0
     if c["pre_reject"] != 0:
-        code = c["pre_reject"]
-    elif m < 0 or m >= mkt.shape[0]:
-        code = R_UNKNOWN_MARKET
-    elif price <= 0 or price > mkt[m]["max_price"]:
-        code = R_ORACLE_INVALID
+        return c["pre_reject"]
+    if m < 0 or m >= mkt.shape[0]:
+        return R_UNKNOWN_MARKET
+    if flags < 0 or (flags & ~OF_ALL) != 0:
+        return R_BAD_FIELD
+    if price < 0 or price > mkt[m]["max_price"] or (price == 0 and not modes):
+        return R_ORACLE_INVALID
+    if flags != 0 and not modes:
+        return R_MODES_DISABLED
+    if modes and mkt[m]["mode"] == MODE_PRE_IPO:
+        return R_ORACLE_NOT_EXTERNAL
+    return 0
+
+
+@njit(cache=True, _nrt=False)
+def do_oracle(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+              acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
+    """An oracle update: with modes on the market's mode decides the oracle price
+    (engine.modes); then the mark is recomputed (frozen while HALTED) and one MARK event
+    reports both."""
+    m = c["market"]
+    ts = c["ts"]
+    code = oracle_code(c, mkt, ctr)
     if code != 0:
         return emit_reject(ev, n, i, ts, m, -1, 0, code)
-    mkt[m]["oracle"] = price
-    if mkt[m]["next_sample"] == 0:  # the funding clock starts with the first oracle price
-        mkt[m]["next_sample"] = next_boundary(ts, FUNDING_SAMPLE_NS)
-        mkt[m]["next_funding"] = next_boundary(ts, FUNDING_PERIOD_NS)
-    mark = next_mark(mkt, best, m, ts)
-    n = move_mark(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                  acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, m, mark)
-    return emit(ev, n, E_MARK, i, ts, m, -1, 0, 0, mark, 0, price, 0, 0)
+    modes = ctr[C_MODES] != 0
+    if modes:
+        n = oracle_update(ev, n, i, ts, mkt, m, c["price"], c["size"])
+    else:
+        mkt[m]["oracle"] = c["price"]
+    oracle = mkt[m]["oracle"]
+    if oracle != 0 and mkt[m]["mode"] != MODE_HALTED:
+        if mkt[m]["next_sample"] == 0:  # the funding clock starts with the first oracle price
+            start_funding_clock(mkt, m, ts)
+        mark = next_mark(mkt, best, m, ts)
+        if modes:
+            mark = mode_mark(mkt, m, mark)
+        n = move_mark(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                      acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, m, mark)
+    return emit(ev, n, E_MARK, i, ts, m, -1, 0, 0, mkt[m]["mark"], 0, oracle, 0, 0)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def start_funding_clock(mkt, m, ts):
+    mkt[m]["next_sample"] = next_boundary(ts, FUNDING_SAMPLE_NS)
+    mkt[m]["next_funding"] = next_boundary(ts, FUNDING_PERIOD_NS)
 
 
 @njit(cache=True, _nrt=False)
 def tick_prices(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                 acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
-    """The clock's price work, market by market in id order: the mark (a MARK event when it
-    moved), then with risk on the funding sample; then the hour's settlement, then the
-    liquidation scan (engine.liquidator)."""
+    """The clock's price work, market by market in id order: with modes on the mode's work
+    (engine.modes.tick_mode); the mark (a MARK event when it moved); with risk on the funding
+    sample. HALTED markets are skipped. Then the hour's settlement, then the liquidation scan
+    (engine.liquidator)."""
     risk = ctr[C_RISK] != 0
+    modes = ctr[C_MODES] != 0
     for m in range(mkt.shape[0]):
-        if mkt[m]["oracle"] == 0:
+        if modes:
+            n = tick_mode(ev, n, i, ts, mkt, lvl_qty, bits, summ, best, m)
+            if mkt[m]["next_sample"] == 0 and mkt[m]["mode"] == MODE_PRE_IPO:
+                start_funding_clock(mkt, m, ts)
+        if mkt[m]["oracle"] == 0 or mkt[m]["mode"] == MODE_HALTED:
             continue
         mark = next_mark(mkt, best, m, ts)
+        if modes:
+            mark = mode_mark(mkt, m, mark)
         if mark != mkt[m]["mark"]:
             n = move_mark(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                           acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, m, mark)
@@ -114,4 +168,25 @@ def tick_prices(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, su
         n = settle_funding(ev, n, i, ts, mkt, acc, pos)
         n = liquidation_scan(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                              acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
+    return n
+
+
+@njit(cache=True, _nrt=False)
+def do_market_admin(c, i, ev, n, mkt, ctr):
+    m = c["market"]
+    ts = c["ts"]
+    action = c["size"]
+    code = 0
+    if c["pre_reject"] != 0:
+        code = c["pre_reject"]
+    elif ctr[C_MODES] == 0:
+        code = R_MODES_DISABLED
+    elif m < 0 or m >= mkt.shape[0]:
+        code = R_UNKNOWN_MARKET
+    elif action != ADMIN_HALT and action != ADMIN_RESUME and action != ADMIN_LIST:
+        code = R_BAD_FIELD
+    else:
+        n, code = admin(ev, n, i, ts, mkt, m, action)
+    if code != 0:
+        return emit_reject(ev, n, i, ts, m, -1, 0, code)
     return n

@@ -41,9 +41,11 @@ Invariants (``check_invariants``, between commands)
 
 Known limitations
     Orders of magnitude slower than the numba engine; ``state_hash`` and the free stack cost
-    O(max_orders), so tests use a small pool. Cross margin only; no liquidation. The EMA step (``engine.pricing.ema_update``,
-    table-driven ``exp``) is the one piece of maths shared with the fast engine rather than
-    re-derived.
+    O(max_orders), so tests use a small pool. Cross margin only. The closed-hours maths of
+    ``engine.pricing`` (the EMA step with its table-driven ``exp``, bands, the internal step,
+    re-anchoring, reopen steps, pre-IPO caps) is shared with the fast engine rather than
+    re-derived; it is tested on its own against exact decimal arithmetic. When each piece
+    runs (the modes) is restated in ``engine.reference_modes``.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from engine.codes import (
     CommandKind,
     EventKind,
     LiquidationStep,
+    MarketMode,
     Reject,
     Side,
     Stp,
@@ -86,14 +89,15 @@ from engine.funding import (
     RATE_CAP_1H_PPB,
 )
 from engine.liquidator import LIQ_COOLDOWN_NS, LIQUIDATIONS_PER_TICK, PARTIAL_DIVISOR
-from engine.pricing import EMA_ONE, MARK_EMA_TAU_NS, ema_update
+from engine.pricing import EMA_ONE, MARK_EMA_TAU_NS, OI_CAP_DARK_PPB, ema_update
+from engine.reference_modes import BANDED, DARK, ModeRules
 from engine.risk import (
     ACCOUNT_TOTAL_CAP_ATOMS,
     MAX_AMOUNT_ATOMS,
     MAX_COLLATERAL_ATOMS,
     WITHDRAW_NOTIONAL_PPM,
 )
-from engine.risk_state import PositionView
+from engine.risk_state import MODE_WORDS, ModeView, PositionView, initial_mode
 from engine.settlement import FUNDING_PERIOD_NS, FUNDING_SAMPLE_NS
 from engine.spec import EngineConfig, MarketSpec, validate_markets
 from engine.units import INT64_MAX, PPM, to_atoms, to_ppm
@@ -280,6 +284,28 @@ class _Market:
     next_funding: int = 0
     rate_ppb: int = 0  # the predicted (after a sample) or last settled hourly rate
     oi: int = 0  # open interest: Σ long lots
+    oi_cap: int = 0  # atoms at the mark; 0: none
+    # closed-hours pricing (engine.reference_modes, docs/modes.md)
+    disc_ppb: int = 0
+    dark_lev: int = 0
+    fund_dark: int = 0
+    mode: int = 0
+    ext: int = 0
+    ext_ts: int = 0
+    fresh_ts: int = 0
+    ref: int = 0
+    band_lo: int = 0
+    band_hi: int = 0
+    res_up: int = 0
+    res_dn: int = 0
+    int_ts: int = 0
+    halt: int = 0
+    clean: int = 0
+    pipo_ref: int = 0
+    pipo_fp: int = 0
+    pipo_w: int = 0
+    pipo_ts: int = 0
+    next_min: int = 0
 
     @classmethod
     def from_spec(cls, spec: MarketSpec) -> _Market:
@@ -301,6 +327,11 @@ class _Market:
             funding_ppm=to_ppm(spec.funding_multiplier),
             liq_partial=to_atoms(spec.partial_liq_notional),
             liq_fee_ppm=to_ppm(spec.liq_fee),
+            oi_cap=spec.oi_cap_atoms,
+            disc_ppb=spec.dark_band_ppb,
+            dark_lev=spec.dark_max_leverage,
+            fund_dark=int(spec.funding_dark),
+            pipo_ref=spec.pre_ipo_reference_ticks,
         )
 
     @property
@@ -338,9 +369,21 @@ class _Market:
 
     def band(self) -> tuple[int, int]:
         """(low, high) in ticks. hw = min(floor(mark·band_ppm / 1e6), L // 4): the floor means
-        the band never widens by rounding."""
-        hw = min(self.mark * self.band_ppm // PPM, self.levels // 4)
+        the band never widens by rounding. While INTERNAL or PRE_IPO the discovery band
+        applies instead, within L // 4 of the mark."""
+        cap = self.levels // 4
+        if self.mode in BANDED:
+            return max(1, self.band_lo, self.mark - cap), min(self.band_hi, self.mark + cap)
+        hw = min(self.mark * self.band_ppm // PPM, cap)
         return max(1, self.mark - hw), self.mark + hw
+
+    def band_code(self, price: int) -> int:
+        low, high = self.band()
+        if low <= price <= high:
+            return 0
+        if self.mode in BANDED and not self.band_lo <= price <= self.band_hi:
+            return Reject.PRICE_OUTSIDE_DISCOVERY_BAND
+        return Reject.PRICE_OUTSIDE_BAND
 
     def protection_price(self, side: int) -> int:
         """The limit of a market order: mark ± floor(mark·slippage_ppm / 1e6), clamped to the band."""
@@ -365,7 +408,7 @@ class _Market:
         return 0
 
 
-class ReferenceEngine:
+class ReferenceEngine(ModeRules):
     """Slow, obviously correct implementation of docs/matching.md and the risk layer (see the
     module docstring)."""
 
@@ -374,6 +417,9 @@ class ReferenceEngine:
         self._specs = list(specs)
         self._config = config
         self._markets = [_Market.from_spec(s) for s in specs]
+        for m, spec in zip(self._markets, specs):
+            for name, value in initial_mode(spec, config).items():
+                setattr(m, name, value)
         self._order_seq = 0
         self._orders: dict[int, _Order] = {}
         self._by_account: dict[int, SortedSet] = {}
@@ -401,6 +447,7 @@ class ReferenceEngine:
             CommandKind.WITHDRAW: self._withdraw,
             CommandKind.SET_LEVERAGE: self._set_leverage,
             CommandKind.ORACLE: self._oracle,
+            CommandKind.MARKET_ADMIN: self._market_admin,
         }
 
     # ------------------------------------------------------------------ public surface
@@ -447,6 +494,8 @@ class ReferenceEngine:
         for m in self._markets:
             words += [m.oracle, m.last_trade, m.ema_fp, m.ema_weight, m.ema_ts, m.prem_sum, m.prem_n,
                       m.next_sample, m.next_funding, m.rate_ppb, m.oi]
+            if self._config.modes:
+                words += [int(getattr(m, name)) for name in MODE_WORDS]
         if not self._risk:
             return words
         for a in sorted({*self._accounts, *(a for a, _ in self._positions)}):
@@ -474,6 +523,10 @@ class ReferenceEngine:
 
     def oracle(self, market: int) -> int:
         return self._markets[market].oracle
+
+    def mode(self, market: int) -> ModeView:
+        m = self._markets[market]
+        return ModeView(MarketMode(m.mode), m.oracle, m.mark, m.ext, m.ref, m.band_lo, m.band_hi)
 
     def predicted_rate_ppb(self, market: int) -> int:
         return self._markets[market].rate_ppb
@@ -622,7 +675,7 @@ class ReferenceEngine:
             # the old order replaced by the new one, judged against the IM with the old in place
             before = self._total_im(o.account)
             self._expo_add(o.account, m, o.side, o.price, -o.remaining)
-            code = self._pretrade_code(o.account, m, o.side, new_price, new_size, before)
+            code = self._pretrade_code(o.account, m, o.side, new_price, new_size, before, o.remaining)
             self._expo_add(o.account, m, o.side, o.price, o.remaining)
         if code:
             return self._reject(cmd, code)
@@ -673,10 +726,17 @@ class ReferenceEngine:
     def _tick_prices(self, ts: int) -> None:
         """Market by market in id order: the mark (a MARK event when it moved), then (risk on)
         the premium sample; then (risk on) the hourly settlement of the markets due."""
+        modes = self._config.modes
         for m in self._markets:
-            if m.oracle == 0:
+            if modes:
+                self._tick_mode(m, ts)
+                if m.next_sample == 0 and m.mode == MarketMode.PRE_IPO:
+                    self._start_funding_clock(m, ts)
+            if m.oracle == 0 or m.mode == MarketMode.HALTED:
                 continue
             mark = self._next_mark(m, ts)
+            if modes:
+                mark = self._mode_mark(m, mark)
             if mark != m.mark:
                 self._move_mark(m, mark)
                 self._emit_mark(m)
@@ -699,6 +759,8 @@ class ReferenceEngine:
                 return
             a = min(later)
             if self._accounts[a].npos == 0 or self._equity(a) >= self.maintenance_margin(a):
+                continue
+            if self._config.modes and not self._liquidation_allowed(a):
                 continue
             self._liquidate(a, ts)
             done += 1
@@ -779,20 +841,25 @@ class ReferenceEngine:
         self._emit(EventKind.LIQUIDATION, market=-1, account=a, remaining=left, reason=LiquidationStep.COLLATERAL)
 
     def _oracle(self, cmd: _Cmd) -> None:
-        code = cmd.pre_reject
-        if not code and not 0 <= cmd.market < len(self._markets):
-            code = Reject.UNKNOWN_MARKET
-        if not code and not 0 < cmd.price <= self._markets[cmd.market].max_price:
-            code = Reject.ORACLE_PRICE_INVALID
+        code = self._oracle_code(cmd)
         if code:
             return self._emit_reject(code, cmd.market, -1, 0)
         m = self._markets[cmd.market]
-        m.oracle = cmd.price
-        if m.next_sample == 0:  # the funding clock starts with the first oracle price
-            m.next_sample = _next_boundary(cmd.ts, FUNDING_SAMPLE_NS)
-            m.next_funding = _next_boundary(cmd.ts, FUNDING_PERIOD_NS)
-        self._move_mark(m, self._next_mark(m, cmd.ts))
+        if self._config.modes:
+            self._oracle_mode(m, cmd.price, cmd.size, cmd.ts)
+        else:
+            m.oracle = cmd.price
+        if m.oracle and m.mode != MarketMode.HALTED:
+            if m.next_sample == 0:  # the funding clock starts with the first oracle price
+                self._start_funding_clock(m, cmd.ts)
+            mark = self._next_mark(m, cmd.ts)
+            self._move_mark(m, self._mode_mark(m, mark) if self._config.modes else mark)
         self._emit_mark(m)
+
+    @staticmethod
+    def _start_funding_clock(m: _Market, ts: int) -> None:
+        m.next_sample = _next_boundary(ts, FUNDING_SAMPLE_NS)
+        m.next_funding = _next_boundary(ts, FUNDING_PERIOD_NS)
 
     def _deposit(self, cmd: _Cmd) -> None:
         amount = cmd.size
@@ -881,6 +948,8 @@ class ReferenceEngine:
         """Checks 3-5 of PLACE: mark, size, then (limit orders only) price."""
         if m.mark == 0:
             return Reject.NO_MARK
+        if m.mode == MarketMode.HALTED:
+            return Reject.MARKET_HALTED
         if cmd.size <= 0:
             return Reject.SIZE_NOT_POSITIVE
         if cmd.size > m.max_order_lots:
@@ -889,8 +958,7 @@ class ReferenceEngine:
             return 0
         if price <= 0:
             return Reject.PRICE_NOT_POSITIVE
-        low, high = m.band()
-        return Reject.PRICE_OUTSIDE_BAND if not low <= price <= high else 0
+        return m.band_code(price)
 
     def _place_book_code(self, m: _Market, cmd: _Cmd, price: int, expires_at: int, cloid: tuple) -> int:
         """Checks 7-11 of PLACE: expiry, duplicate cloid, post-only, fill-or-kill, (risk on) the
@@ -913,6 +981,8 @@ class ReferenceEngine:
 
     @staticmethod
     def _amend_code(m: _Market, o: _Order, new_price: int, new_size: int) -> int:
+        if m.mode == MarketMode.HALTED:
+            return Reject.MARKET_HALTED
         if new_size <= 0:
             return Reject.SIZE_NOT_POSITIVE
         if new_price <= 0:
@@ -921,9 +991,10 @@ class ReferenceEngine:
             return Reject.AMEND_NO_CHANGE
         if new_size > m.max_order_lots:
             return Reject.SIZE_ABOVE_MAX
-        low, high = m.band()
-        if new_price != o.price and not low <= new_price <= high:
-            return Reject.PRICE_OUTSIDE_BAND
+        if new_price != o.price:
+            code = m.band_code(new_price)
+            if code:
+                return code
         return m.notional_code(new_price, new_size)
 
     def _has_cloid(self, account: int, cloid: tuple) -> bool:
@@ -1168,7 +1239,10 @@ class ReferenceEngine:
         exposure = max(long_x, short_x)
         if exposure == 0:
             return 0
-        return _ceil_div(exposure, min(p.lev, m.max_leverage(exposure)))
+        cap = m.max_leverage(exposure)
+        if m.mode in DARK:
+            cap = min(cap, m.dark_lev)
+        return _ceil_div(exposure, min(p.lev, cap))
 
     def _total_im(self, a: int) -> int:
         return sum(self._market_im(a, m) for m in self._markets)
@@ -1195,22 +1269,40 @@ class ReferenceEngine:
                 return False
         return True
 
-    def _pretrade_code(self, a: int, m: _Market, side: int, price: int, lots: int, before: int | None = None) -> int:
-        """0 if the account may add ``lots`` at ``price``: with the order added the limits hold,
-        and if it raises the account's IM (over ``before``, by default the IM now), equity
-        covers the new IM."""
+    def _pretrade_code(self, a: int, m: _Market, side: int, price: int, lots: int, before: int | None = None,
+                       old_lots: int = 0) -> int:
+        """0 if the account may add ``lots`` at ``price`` (replacing an order of ``old_lots``):
+        with the order added the limits hold, more lots than before meet the open-interest
+        cap, and if it raises the account's IM (over ``before``, by default the IM now),
+        equity covers the new IM."""
         if before is None:
             before = self._total_im(a)
         self._expo_add(a, m, side, price, lots)
         code = 0
         if not self._within_limits(a):
             code = Reject.POSITION_LIMIT
+        elif lots > old_lots and self._oi_capped(a, m, side):
+            code = Reject.OI_CAP_REACHED
         else:
             after = self._total_im(a)
             if after > before and self._equity(a) < after:
                 code = Reject.INSUFFICIENT_MARGIN
         self._expo_add(a, m, side, price, -lots)
         return code
+
+    def _oi_capped(self, a: int, m: _Market, side: int) -> bool:
+        """The market's OI at the mark has reached its cap (× OI_CAP_DARK_PPB / 1e9 while dark)
+        and the account's orders on ``side`` (this one included) could more than close its
+        position."""
+        if not m.oi_cap:
+            return False
+        cap = m.oi_cap * OI_CAP_DARK_PPB // PPB if m.mode in DARK else m.oi_cap
+        if m.oi * m.mark * m.atoms_per_tick_lot < cap:
+            return False
+        p = self._position(a, m.index)
+        if side == Side.BUY:
+            return not (p.size < 0 and p.bid_lots <= -p.size)
+        return not (p.size > 0 and p.ask_lots <= p.size)
 
     def _withdraw_floor(self, a: int) -> int:
         """max(Σ IM, 10% of the position notional rounded up)."""
@@ -1283,7 +1375,7 @@ class ReferenceEngine:
         m.prem_sum += _premium_ppb(impact_bid, impact_ask, m.oracle)
         m.prem_n += 1
         m.next_sample = _next_boundary(ts, FUNDING_SAMPLE_NS)
-        m.rate_ppb = _funding_rate_ppb(_div_trunc(m.prem_sum, m.prem_n), m.funding_ppm)
+        m.rate_ppb = self._dark_rate(m, _funding_rate_ppb(_div_trunc(m.prem_sum, m.prem_n), m.funding_ppm))
 
     def _settle_funding(self, ts: int) -> None:
         """Fix the hour's rate of every market whose hour has ended, pay every position in them
@@ -1292,7 +1384,7 @@ class ReferenceEngine:
         due = [m for m in self._markets if m.next_funding != 0 and m.oracle > 0 and ts >= m.next_funding]
         for m in due:
             mean = _div_trunc(m.prem_sum, m.prem_n) if m.prem_n > 0 else 0
-            m.rate_ppb = _funding_rate_ppb(mean, m.funding_ppm)
+            m.rate_ppb = self._dark_rate(m, _funding_rate_ppb(mean, m.funding_ppm))
             m.prem_sum = m.prem_n = 0
         if not due:
             return

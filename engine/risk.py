@@ -22,8 +22,8 @@ most ``MAX_POSITION_LOTS`` (so two sizes multiply inside int64); an account's to
 markets' ``max_price`` is at most ``2^62`` atoms; the pre-trade check enforces both, so
 equity, costs and margins never overflow.
 
-Known limitations: cross margin only (isolated margin, reduce-only, triggers, liquidation and
-ADL are not here yet); checks are O(markets) per order because positions are dense.
+Known limitations: cross margin only (isolated margin, reduce-only, triggers and ADL are not
+here yet); checks are O(markets) per order because positions are dense.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ import numpy as np
 from numba import njit
 
 from engine.book import C_FEES, C_NPOS
-from engine.kernel_consts import PPM
+from engine.kernel_consts import PPM, R_OI_CAP
 from engine.margin import initial_margin_atoms, maintenance_margin_atoms, max_leverage
+from engine.modes import is_dark
+from engine.pricing import OI_CAP_DARK_PPB, dark_oi_cap_atoms
 
 ACCOUNT_DTYPE = np.dtype([("collateral", np.int64), ("npos", np.int64)], align=True)
 
@@ -115,8 +117,9 @@ def market_im(pos, mkt, a, m):
     Long side exposure = long position at mark + bids valued at max(their limit notional,
     their lots at mark); short side = short position at mark + asks at min(limit notional,
     lots at mark) (mechanics.md §2). IM = ⌈max(long, short) / lev⌉ with ``lev`` the
-    account's leverage capped by the tier of that exposure. An order that only reduces the
-    position leaves max(long, short) — and so IM — unchanged: it needs no margin.
+    account's leverage capped by the tier of that exposure (and, while the market is dark, by
+    its ``dark_lev``: engine.modes). An order that only reduces the position leaves
+    max(long, short) — and so IM — unchanged: it needs no margin.
     """
     p = pos[a, m]
     mark = mkt[m]["mark"]
@@ -133,6 +136,8 @@ def market_im(pos, mkt, a, m):
         return 0
     lev = p["lev"]
     cap = max_leverage(x, mkt[m]["tier_lo"], mkt[m]["tier_lev"])
+    if is_dark(mkt, m) and mkt[m]["dark_lev"] < cap:
+        cap = mkt[m]["dark_lev"]
     return initial_margin_atoms(x, lev if lev < cap else cap)
 
 
@@ -185,6 +190,25 @@ def within_limits(pos, mkt, a):
 
 
 @njit(cache=True, _nrt=False)
+def oi_capped(pos, mkt, a, m, side):
+    """With the order's exposure applied: the market has an open-interest cap (a quarter of it,
+    ``OI_CAP_DARK_PPB``, while dark), its open interest at the mark has reached it, and the
+    account's orders on ``side`` are more than the position they could close."""
+    cap = mkt[m]["oi_cap"]
+    if cap == 0:
+        return False
+    if is_dark(mkt, m):
+        cap = dark_oi_cap_atoms(cap, OI_CAP_DARK_PPB)
+    per_lot = mkt[m]["mark"] * mkt[m]["atl"]
+    if mkt[m]["oi"] < ceil_div(cap, per_lot):  # oi·per_lot < cap, without the product
+        return False
+    size = pos[a, m]["size"]
+    if side == 0:
+        return not (size < 0 and pos[a, m]["bid_lots"] <= -size)
+    return not (size > 0 and pos[a, m]["ask_lots"] <= size)
+
+
+@njit(cache=True, _nrt=False)
 def pretrade_code(acc, pos, mkt, a, m, side, price, lots, r_limit, r_margin):
     """0 if the account may add an order of ``lots`` at ``price``; else a reject code: a
     replacement of nothing (``replace_code`` with no old order)."""
@@ -197,13 +221,16 @@ def replace_code(acc, pos, mkt, a, m, side, old_price, old_lots, price, lots, r_
     one of ``lots`` at ``price``; else a reject code. The change is applied to the exposure
     tentatively and undone: the limits must hold with it, and if it raises the account's IM
     over the IM with the old order in place, equity must cover the new IM (so an amend that
-    does not raise the IM, a smaller size say, never needs margin)."""
+    does not raise the IM, a smaller size say, never needs margin). More lots than before
+    also meet the open-interest cap (``oi_capped``)."""
     before = total_im(pos, mkt, a)
     expo_add(pos, mkt, a, m, side, old_price, -old_lots)
     expo_add(pos, mkt, a, m, side, price, lots)
     code = 0
     if not within_limits(pos, mkt, a):
         code = r_limit
+    elif lots > old_lots and oi_capped(pos, mkt, a, m, side):
+        code = R_OI_CAP
     else:
         after = total_im(pos, mkt, a)
         if after > before and equity_atoms(acc, pos, mkt, a) < after:

@@ -8,9 +8,11 @@ import msgspec
 import numpy as np
 from numba import njit
 
-from engine.book import C_DEPOSITS, C_FEES, C_RISK, C_WITHDRAWALS
+from engine.book import C_DEPOSITS, C_FEES, C_MODES, C_RISK, C_WITHDRAWALS
+from engine.codes import MarketMode
 from engine.margin import MAX_TIERS
-from engine.spec import MarketSpec
+from engine.pricing import band_ticks
+from engine.spec import EngineConfig, MarketSpec
 from engine.units import INT64_MAX, to_atoms, to_ppm
 
 
@@ -20,6 +22,30 @@ class PositionView(msgspec.Struct, frozen=True):
     leverage: int
     realized_atoms: int
     funding_atoms: int
+
+
+class ModeView(msgspec.Struct, frozen=True):
+    """A market's closed-hours pricing state (docs/modes.md); prices in ticks."""
+
+    mode: MarketMode
+    oracle: int
+    mark: int
+    external: int  # the last external price, 0 if none yet
+    ref: int  # the discovery band's reference (dark or pre-IPO)
+    band_low: int
+    band_high: int
+
+
+def initial_mode(spec: MarketSpec, config: EngineConfig) -> dict[str, int]:
+    """Mode fields a market starts with: a pre-IPO market (with modes on) starts in PRE_IPO
+    with its oracle and mark at the reference, inside the band around it; others start
+    EXTERNAL with nothing set."""
+    ref = spec.pre_ipo_reference_ticks
+    if not config.modes or ref == 0:
+        return {}
+    low, high = band_ticks(ref, spec.dark_band_ppb)
+    return {"mode": int(MarketMode.PRE_IPO), "oracle": ref, "mark": ref, "ref": ref,
+            "band_lo": int(low), "band_hi": int(high), "base": max(1, ref - spec.ladder_levels // 2)}
 
 
 def padded_tiers(spec: MarketSpec) -> tuple[list[int], list[int]]:
@@ -43,6 +69,16 @@ def set_risk_fields(rec: np.void, spec: MarketSpec) -> None:
     rec["fund_ppm"] = to_ppm(spec.funding_multiplier)
     rec["liq_partial"] = to_atoms(spec.partial_liq_notional)
     rec["liq_fee_ppm"] = to_ppm(spec.liq_fee)
+    rec["oi_cap"] = spec.oi_cap_atoms
+    rec["disc_ppb"] = spec.dark_band_ppb
+    rec["dark_lev"] = spec.dark_max_leverage
+    rec["fund_dark"] = int(spec.funding_dark)
+    rec["pipo_ref"] = spec.pre_ipo_reference_ticks
+
+
+# with modes on, each market's mode state follows its price state, in this order
+MODE_WORDS = ("mode", "ext", "ext_ts", "fresh_ts", "ref", "band_lo", "band_hi", "res_up", "res_dn", "int_ts",
+              "halt", "clean", "pipo_ref", "pipo_fp", "pipo_w", "pipo_ts", "next_min")
 
 
 @njit(cache=True)
@@ -52,7 +88,7 @@ def dump_risk(mkt, ctr, acc, pos):
     bid lots/notional, ask lots/notional, realized, funding). Empty when risk is off, except
     the markets' price state."""
     nm = mkt.shape[0]
-    out = np.empty(8 + nm * 12 + acc.shape[0] * (3 + nm * 11), dtype=np.int64)
+    out = np.empty(8 + nm * (12 + len(MODE_WORDS)) + acc.shape[0] * (3 + nm * 11), dtype=np.int64)
     k = 0
     out[0] = ctr[C_RISK]
     out[1] = ctr[C_DEPOSITS]
@@ -73,6 +109,25 @@ def dump_risk(mkt, ctr, acc, pos):
         out[k + 9] = r["rate_ppb"]
         out[k + 10] = r["oi"]
         k += 11
+        if ctr[C_MODES] != 0:
+            out[k + 0] = r["mode"]
+            out[k + 1] = r["ext"]
+            out[k + 2] = r["ext_ts"]
+            out[k + 3] = r["fresh_ts"]
+            out[k + 4] = r["ref"]
+            out[k + 5] = r["band_lo"]
+            out[k + 6] = r["band_hi"]
+            out[k + 7] = r["res_up"]
+            out[k + 8] = r["res_dn"]
+            out[k + 9] = r["int_ts"]
+            out[k + 10] = r["halt"]
+            out[k + 11] = r["clean"]
+            out[k + 12] = r["pipo_ref"]
+            out[k + 13] = r["pipo_fp"]
+            out[k + 14] = r["pipo_w"]
+            out[k + 15] = r["pipo_ts"]
+            out[k + 16] = r["next_min"]
+            k += len(MODE_WORDS)  # the fields of MODE_WORDS, in order
     if ctr[C_RISK] == 0:
         return out[:k]
     for a in range(acc.shape[0]):

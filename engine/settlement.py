@@ -9,7 +9,8 @@ tick reaches ``next_funding`` (an hour boundary), the hour's rate is fixed from 
 premium (no samples: premium 0, so the rate is the interest term alone) and every position
 in the market is paid: ``funding_payment_atoms`` rounds each credit down (payers pay the exact
 amount rounded up, receivers get it rounded down); ``−Σ credits ≥ 0`` goes to the insurance
-fund, so the system never pays out more than it takes in.
+fund, so the system never pays out more than it takes in. While a market is dark its rate
+follows its ``funding_dark`` rule (``dark_rate``), for the predicted rate and the settlement.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from engine.funding import (
     premium_ppb,
 )
 from engine.impact import impact_price_ticks
-from engine.kernel_consts import E_FUNDING, E_FUNDING_RATE
+from engine.kernel_consts import E_FUNDING, E_FUNDING_RATE, FD_PAUSED, FD_SCALED
+from engine.modes import is_dark
 
 FUNDING_SAMPLE_NS = 5_000_000_000
 FUNDING_PERIOD_NS = 3_600_000_000_000
@@ -47,7 +49,21 @@ def sample_premium(mkt, lvl_qty, bits, summ, best, m, ts):
     mkt[m]["prem_sum"] += premium_ppb(ib, ia, mkt[m]["oracle"])
     mkt[m]["prem_n"] += 1
     mkt[m]["next_sample"] = next_boundary(ts, FUNDING_SAMPLE_NS)
-    mkt[m]["rate_ppb"] = funding_rate_ppb(premium_mean_ppb(mkt[m]["prem_sum"], mkt[m]["prem_n"]), mkt[m]["fund_ppm"])
+    mkt[m]["rate_ppb"] = dark_rate(mkt, m, funding_rate_ppb(premium_mean_ppb(mkt[m]["prem_sum"], mkt[m]["prem_n"]),
+                                                            mkt[m]["fund_ppm"]))
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def dark_rate(mkt, m, rate_ppb):
+    """The hourly rate under the market's ``funding_dark`` rule while it is dark (INTERNAL or
+    REOPENING): unchanged, halved (toward zero) or 0. A mode only exists with modes on."""
+    if not is_dark(mkt, m):
+        return rate_ppb
+    if mkt[m]["fund_dark"] == FD_SCALED:
+        return rate_ppb // 2 if rate_ppb >= 0 else -((-rate_ppb) // 2)
+    if mkt[m]["fund_dark"] == FD_PAUSED:
+        return 0
+    return rate_ppb
 
 
 @njit(cache=True, _nrt=False)
@@ -66,7 +82,7 @@ def settle_funding(ev, n, i, ts, mkt, acc, pos):
                 rate = funding_rate_ppb(premium_mean_ppb(mkt[m]["prem_sum"], mkt[m]["prem_n"]), mkt[m]["fund_ppm"])
             else:
                 rate = funding_rate_ppb(0, mkt[m]["fund_ppm"])
-            mkt[m]["rate_ppb"] = rate
+            mkt[m]["rate_ppb"] = dark_rate(mkt, m, rate)
             mkt[m]["prem_sum"] = 0  # reused below as the market's Σ credits
             mkt[m]["prem_n"] = 0
             any_due = True

@@ -14,6 +14,7 @@ import numpy as np
 
 from engine import units
 from engine.codes import MAX_MARK_TICKS as MAX_PRICE_TICKS
+from engine.codes import FundingDark
 from engine.margin import check_tiers
 
 POSITION_NOTIONAL_CAP_ATOMS = 1 << 59  # one position at max_price; an account's sum ≤ 2^62
@@ -47,6 +48,12 @@ class MarketSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     funding_multiplier: Decimal = Decimal("0.5")
     partial_liq_notional: Decimal = Decimal(100_000)
     liq_fee: Decimal = Decimal("0.015")
+    oi_cap: Decimal | None = None  # USD of open interest at the mark; None: no cap
+    # closed-hours pricing (used when EngineConfig.modes is on; see docs/modes.md)
+    dark_band: Decimal | None = None  # discovery band half-width; None: 1 / the first tier's max leverage
+    dark_max_leverage: int = 5
+    funding_dark: FundingDark = FundingDark.NORMAL
+    pre_ipo_reference: Decimal | None = None  # a pre-IPO market's published reference price
 
     def __post_init__(self) -> None:
         if self.market_id < 0:
@@ -90,6 +97,37 @@ class MarketSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("partial_liq_notional must be >= 0 and liq_fee in [0, 1)")
         units.to_atoms(self.partial_liq_notional)
         units.to_ppm(self.liq_fee)
+        if self.oi_cap is not None:
+            if self.oi_cap <= 0:
+                raise ValueError("oi_cap must be positive (or None for no cap)")
+            units.to_atoms(self.oi_cap)
+        if not 0 < self.dark_band_ppb < 1_000_000_000:
+            raise ValueError("dark_band must lie strictly between 0 and 1")
+        if self.dark_max_leverage < 1:
+            raise ValueError("dark_max_leverage must be at least 1")
+        if self.pre_ipo_reference is not None:
+            ref = self.pre_ipo_reference_ticks
+            if not 0 < ref or 4 * ref > self.max_price_ticks:
+                raise ValueError("pre_ipo_reference must be positive and at most max_price / 4 (the oracle cap is 4× it)")
+
+    @property
+    def dark_band_ppb(self) -> int:
+        """B in ppb: the given band (must be a whole ppb), else ⌊1e9 / first tier's leverage⌋
+        (rounded down: a band never widens by rounding)."""
+        if self.dark_band is None:
+            return 1_000_000_000 // self.tiers[0][1]
+        ppb = self.dark_band * 1_000_000_000
+        if ppb != ppb.to_integral_value():
+            raise ValueError("dark_band must be a whole number of ppb (1e-9)")
+        return int(ppb)
+
+    @property
+    def pre_ipo_reference_ticks(self) -> int:
+        return 0 if self.pre_ipo_reference is None else units.to_ticks(self.pre_ipo_reference, self.tick_size)
+
+    @property
+    def oi_cap_atoms(self) -> int:
+        return 0 if self.oi_cap is None else units.to_atoms(self.oi_cap)
 
     @property
     def tier_lower_atoms(self) -> np.ndarray:
@@ -140,12 +178,15 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_orders: int = 1 << 20
     max_accounts: int = 1 << 16
     risk: bool = False  # accounts, positions, fees, margin, funding, liquidation (docs/risk.md)
+    modes: bool = False  # closed-hours pricing: market modes, internal pricing, reopen, pre-IPO (docs/modes.md)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_orders <= (1 << 22):
             raise ValueError("max_orders must be between 1 and 2^22 (order ids keep 22 slot bits)")
         if not 1 <= self.max_accounts <= (1 << 31) - 1:
             raise ValueError("max_accounts must be between 1 and 2^31 - 1")
+        if self.modes and not self.risk:
+            raise ValueError("modes needs risk: closed-hours pricing works on the risk layer's oracle and mark")
 
 
 def validate_markets(specs: list[MarketSpec], config: EngineConfig | None = None) -> None:

@@ -14,17 +14,21 @@ Invariants:
   * ``flags`` is one int: bits 0–15 are ``oracle.aggregate.AggFlag``, bits 16 and up are
     ``ServiceFlag``. Both are append only.
 
-Known limitations:
-  * The engine does not consume this yet: it lives in ``oracle/`` until the engine's
-    command union takes it (same tag, same fields), then it moves to ``engine/commands.py``.
+The engine's own command is ``engine.commands.OracleUpdate`` (a price on the market's tick
+grid, ``OracleFlag`` bits); ``to_engine_command`` is the one conversion (docs/modes.md).
 """
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_EVEN, Decimal
 from enum import IntFlag
 
 import msgspec
 
+from engine import commands as engine_commands
+from engine.codes import OracleFlag
+from engine.spec import MarketSpec
+from oracle.aggregate import AggFlag
 from oracle.session import Session
 
 E9_PER_E18 = 10**9
@@ -67,3 +71,28 @@ def e18_to_e9_down(value_e18: int) -> int:
 def e18_to_e9_up(value_e18: int) -> int:
     """1e-18 → 1e-9 units, rounded toward +∞ (a confidence never narrows)."""
     return -((-value_e18) // E9_PER_E18)
+
+
+CLOSED_SESSIONS = frozenset({Session.CLOSED_WEEKEND, Session.CLOSED_HOLIDAY, Session.CLOSED_OFF_HOURS})
+E9 = Decimal(10**9)
+
+
+def to_engine_command(update: OracleUpdate, spec: MarketSpec) -> engine_commands.OracleUpdate:
+    """The engine's command for one update of the market ``spec``.
+
+    The price goes to the nearest tick (half to even; the engine's oracle lives on the tick
+    grid) and a price under half a tick becomes none. A closed session sets ``CLOSED`` (the
+    market goes dark at once), a tripped breaker ``BREAKER``; every other flag is the oracle's
+    own diagnostics and stays out of the engine.
+    """
+    flags = OracleFlag.NONE
+    if update.session in CLOSED_SESSIONS:
+        flags |= OracleFlag.CLOSED
+    if update.flags & AggFlag.BREAKER:
+        flags |= OracleFlag.BREAKER
+    price = None
+    if update.price_e9 is not None:
+        ticks = (Decimal(update.price_e9) / E9 / spec.tick_size).to_integral_value(ROUND_HALF_EVEN)
+        if ticks > 0:
+            price = ticks * spec.tick_size
+    return engine_commands.OracleUpdate(update.market, price, update.ts_ns, int(flags))

@@ -38,7 +38,7 @@ from engine_helpers import (
     records,
 )
 
-from engine.codes import MESSAGES, CancelReason, CommandKind, Reject, message
+from engine.codes import MESSAGES, CancelReason, CommandKind, OracleFlag, Reject, message
 from engine.commands import (
     Accepted,
     Amend,
@@ -50,6 +50,7 @@ from engine.commands import (
     Command,
     Deposit,
     Level,
+    MarketAdmin,
     OracleUpdate,
     Place,
     Rejected,
@@ -64,6 +65,9 @@ from engine.spec import EngineConfig, MarketSpec
 R = Reject
 RISK = EngineConfig(max_orders=256, max_accounts=64, risk=True)
 FUNDED = [Deposit(account=ALICE, amount=Decimal(1_000_000))]
+MODES = EngineConfig(max_orders=256, max_accounts=64, risk=True, modes=True)
+LIVE = [OracleUpdate(market=0, price=Decimal(100)), *FUNDED, Deposit(account=BOB, amount=Decimal(1_000))]
+DARK = OracleUpdate(market=0, price=None, flags=int(OracleFlag.CLOSED))
 A1, B1 = oid(1, 0), oid(2, 1)
 BOOK = [bid(ALICE, "2", "99.00", cloid="a1"), ask(BOB, "1", "101.00", cloid="b1")]
 # Tick 1, lot 10: 1e7 atoms per tick·lot, so any price above INT64_MAX // 1e7 = 922_337_203_685
@@ -347,9 +351,51 @@ ROWS = [
         market=-1, config=RISK, setup=[Deposit(account=ALICE, amount=Decimal(100)), bid(ALICE, "1", "99.00")]),
     row("lower_leverage_needs_margin", [SetLeverage(account=ALICE, market=0, leverage=5)], R.LEVERAGE_NEEDS_MARGIN,
         config=RISK, setup=[Deposit(account=ALICE, amount=Decimal(300)), bid(ALICE, "20", "99.00")]),
+    # OI cap $100: ALICE long 1 share at 100.00 fills it; CAROL (flat) may only reduce
+    row("bid_when_the_open_interest_cap_is_reached", [bid(CAROL, "1", "99.00")], R.OI_CAP_REACHED, account=CAROL,
+        config=RISK, specs=(nvda(oi_cap=Decimal(100)),),
+        setup=[*FUNDED, Deposit(account=BOB, amount=Decimal(1_000)), bid(ALICE, "1", "100.00"),
+               ask(BOB, "1", "100.00")]),
     row("deposit_without_risk", [Deposit(account=ALICE, amount=Decimal(1))], R.RISK_DISABLED, market=-1, setup=[]),
     row("risk_disabled_beats_unknown_account", [Deposit(account=99, amount=Decimal(1))], R.RISK_DISABLED,
         market=-1, account=99, setup=[]),
+    # ------------------------------------------------------------------ market modes (EngineConfig.modes on)
+    row("place_while_halted", [bid(ALICE, "1", "99.00")], R.MARKET_HALTED, config=MODES, marks={},
+        setup=[*LIVE, MarketAdmin(market=0, action="halt")]),
+    row("amend_while_halted", [Amend(market=0, account=ALICE, oid=A1, size=Decimal(1))], R.MARKET_HALTED, oid=A1,
+        config=MODES, marks={}, setup=[*LIVE, *BOOK, MarketAdmin(market=0, action="halt")]),
+    row("halted_beats_size_zero", raw_place(size=0), R.MARKET_HALTED, config=MODES, marks={},
+        setup=[*LIVE, MarketAdmin(market=0, action="halt")]),
+    # dark at 100.00: discovery band 90.00–110.00; within it, the window's L/4 still bounds a price
+    row("bid_below_the_discovery_band", [bid(ALICE, "1", "89.99")], R.PRICE_OUTSIDE_DISCOVERY_BAND, config=MODES,
+        marks={}, setup=[*LIVE, DARK]),
+    row("dark_bid_inside_the_discovery_band_beyond_the_window", [bid(ALICE, "1", "97.00")], R.PRICE_OUTSIDE_BAND,
+        config=MODES, marks={}, setup=[*LIVE, DARK]),
+    row("amend_outside_the_discovery_band", [Amend(market=0, account=ALICE, oid=A1, price=Decimal("110.01"))],
+        R.PRICE_OUTSIDE_DISCOVERY_BAND, oid=A1, config=MODES, marks={}, setup=[*LIVE, *BOOK, DARK]),
+    row("oracle_price_for_a_pre_ipo_market", [OracleUpdate(market=0, price=Decimal("51.00"))],
+        R.ORACLE_NOT_EXTERNAL, account=-1, config=MODES, marks={}, setup=[],
+        specs=(nvda(pre_ipo_reference=Decimal(50)),)),
+    row("resume_a_running_market", [MarketAdmin(market=0, action="resume")], R.MODE_TRANSITION_INVALID,
+        account=-1, config=MODES, marks={}, setup=LIVE),
+    row("list_a_market_that_is_not_pre_ipo", [MarketAdmin(market=0, action="list")], R.MODE_TRANSITION_INVALID,
+        account=-1, config=MODES, marks={}, setup=LIVE),
+    row("halt_a_halted_market", [MarketAdmin(market=0, action="halt")], R.MODE_TRANSITION_INVALID,
+        account=-1, config=MODES, marks={}, setup=[*LIVE, MarketAdmin(market=0, action="halt")]),
+    row("admin_without_modes", [MarketAdmin(market=0, action="halt")], R.MODES_DISABLED, account=-1, config=RISK,
+        setup=[]),
+    row("oracle_flag_without_modes", [OracleUpdate(market=0, price=Decimal(100), flags=int(OracleFlag.CLOSED))],
+        R.MODES_DISABLED, account=-1, config=RISK, setup=[]),
+    row("oracle_without_a_price_without_modes", [OracleUpdate(market=0, price=None)], R.ORACLE_PRICE_INVALID,
+        account=-1, config=RISK, setup=[]),
+    row("oracle_unknown_flag_bit", [OracleUpdate(market=0, price=None, flags=4)], R.BAD_FIELD, account=-1,
+        config=MODES, marks={}, setup=[]),
+    row("raw_oracle_unknown_flag_bit", raw(CommandKind.ORACLE, market=0, price=10_000, size=4), R.BAD_FIELD,
+        account=-1, config=MODES, marks={}, setup=[]),
+    row("raw_admin_unknown_action", raw(CommandKind.MARKET_ADMIN, market=0, size=9), R.BAD_FIELD, account=-1,
+        config=MODES, marks={}, setup=[]),
+    row("admin_unknown_market", [MarketAdmin(market=5, action="halt")], R.UNKNOWN_MARKET, market=5, account=-1,
+        config=MODES, marks={}, setup=[]),
     # ------------------------------------------------------------------ a raw pre_reject, per kind
     row("raw_place_pre_reject", raw_place(pre_reject=int(R.PRICE_MISSING)), R.PRICE_MISSING),
     row("raw_cancel_pre_reject", raw(CommandKind.CANCEL, market=0, account=ALICE, oid=A1,

@@ -470,7 +470,8 @@ def test_seeded_long_risk_stream_in_batches_of_varying_sizes():
 
     everything = np.concatenate(events)
     kinds = set(everything["kind"].tolist())
-    assert {int(k) for k in EventKind} <= kinds, f"never emitted: {sorted(set(map(int, EventKind)) - kinds)}"
+    expected = {int(k) for k in EventKind if k != EventKind.MODE}  # modes are off here: test_modes_differential
+    assert expected <= kinds, f"never emitted: {sorted(expected - kinds)}"
     codes = set(everything[everything["kind"] == EventKind.REJECTED]["code"].tolist())
     assert RISK_CODES <= codes, f"never produced: {sorted(Reject(c).name for c in RISK_CODES - codes)}"
     funding = everything[everything["kind"] == EventKind.FUNDING]
