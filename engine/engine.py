@@ -38,6 +38,7 @@ from engine.commands import (
 )
 from engine.impact import MAX_IMPACT_NOTIONAL_ATOMS, impact_price_ticks
 from engine.kernel import apply_kernel
+from engine.liq_price import position_liquidation_price
 from engine.risk import ACCOUNT_DTYPE, POSITION_DTYPE, equity_atoms, total_im, total_mm
 from engine.risk_state import (
     ModeView,
@@ -258,6 +259,10 @@ class Engine:
 
     def maintenance_margin(self, account: int) -> int:
         return int(total_mm(self.pos, self.mkt, account))
+
+    def liquidation_price(self, account: int, market: int) -> int:
+        """The position's published liquidation price in ticks, 0 for none (engine.liq_price)."""
+        return int(position_liquidation_price(self.acc, self.pos, self.mkt, account, market))
 
     def oracle(self, market: int) -> int:
         return int(self.mkt[market]["oracle"])

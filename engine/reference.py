@@ -524,6 +524,21 @@ class ReferenceEngine(ModeRules):
     def oracle(self, market: int) -> int:
         return self._markets[market].oracle
 
+    def liquidation_price(self, account: int, market: int) -> int:
+        """Ticks, 0 for none: ``mark − side·avail·2L / (|size|·atl·(2L − side))``, the distance
+        floored (toward the mark), with ``avail = equity − MM`` and ``L`` the max leverage of
+        the position's tier (engine.liq_price)."""
+        m = self._markets[market]
+        p = self._position(account, market)
+        if p.size == 0:
+            return 0
+        side = 1 if p.size > 0 else -1
+        avail = self._equity(account) - self.maintenance_margin(account)
+        two_l = 2 * m.max_leverage(self._position_notional(account, m))
+        dist = avail * two_l // (abs(p.size) * m.atoms_per_tick_lot * (two_l - side))
+        price = m.mark - side * dist
+        return max(price, 0)
+
     def mode(self, market: int) -> ModeView:
         m = self._markets[market]
         return ModeView(MarketMode(m.mode), m.oracle, m.mark, m.ext, m.ref, m.band_lo, m.band_hi)

@@ -356,6 +356,7 @@ def compare_queries(fast: Engine, slow: ReferenceEngine) -> None:
         assert fast.maintenance_margin(a) == slow.maintenance_margin(a)
         for m in range(len(SPECS)):
             assert fast.position(a, m) == slow.position(a, m)
+            assert fast.liquidation_price(a, m) == slow.liquidation_price(a, m)
     for m in range(len(SPECS)):
         assert (fast.mark(m), fast.oracle(m), fast.predicted_rate_ppb(m)) == \
             (slow.mark(m), slow.oracle(m), slow.predicted_rate_ppb(m))

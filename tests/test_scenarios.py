@@ -18,7 +18,19 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine.commands import Amend, Batch, Cancel, Command, Event, SetMark, Tick, events_to_structs
+from engine.codes import OracleFlag
+from engine.commands import (
+    Amend,
+    Batch,
+    Cancel,
+    Command,
+    Deposit,
+    Event,
+    OracleUpdate,
+    SetMark,
+    Tick,
+    events_to_structs,
+)
 from engine.spec import EngineConfig, MarketSpec
 
 if __name__ == "__main__":  # run as a script: make the helpers importable as pytest does
@@ -43,10 +55,23 @@ class Transcript(msgspec.Struct, forbid_unknown_fields=True):
 
 
 CONFIG = EngineConfig(max_orders=16, max_accounts=8)
+RISK = EngineConfig(max_orders=16, max_accounts=8, risk=True)
+MODES = EngineConfig(max_orders=16, max_accounts=8, risk=True, modes=True)
 MARK_100 = SetMark(market=0, price=Decimal("100.00"))
+SECOND = 1_000_000_000
+HOUR = 3_600 * SECOND
+# NVDA with a $500 partial-liquidation threshold, so a $1,820 position is closed 20% at a time
+NVDA_PARTIAL = MarketSpec(**{**msgspec.structs.asdict(NVDA), "partial_liq_notional": Decimal(500)})
+# NVDA with a ladder wide enough for a ±10% discovery band at $100
+NVDA_WIDE = MarketSpec(**{**msgspec.structs.asdict(NVDA), "ladder_levels": 1 << 14})
 
-# name -> (description, steps of commands)
-SCENARIOS: dict[str, tuple[str, list[list[Command]]]] = {
+
+def _s(seconds: float) -> int:
+    return int(seconds * SECOND)
+
+
+# name -> (description, steps of commands[, specs, config]); the default is [NVDA] and CONFIG
+SCENARIOS: dict[str, tuple] = {
     "sweep_three_levels": (
         "An IOC buy of 5 shares at 100.20 takes three ask levels (100.00, 100.10, 100.20) at the "
         "makers' prices, emits a LEVEL after each, and cancels its last share.",
@@ -112,7 +137,65 @@ SCENARIOS: dict[str, tuple[str, list[list[Command]]]] = {
             [SetMark(market=0, price=Decimal("97.00"), ts_ns=6)],
         ],
     ),
+    "partial_liquidation_with_cooldown": (
+        "ALICE is long 20 at 100.00 with $250. The oracle drops to 91.00 and BOB bids 5 at each of "
+        "90.90, 90.80, 90.70 and 90.60. The next Tick finds her below maintenance (not below 2/3 of it): "
+        "her position is above the $500 partial threshold, so an IOC sells 20% (4) at the fillable price "
+        "and fills against BOB, with the liquidation fee to the fund. A Tick 10 s later sends nothing "
+        "(30 s cooldown); a Tick 30 s after the first sends the next 20%.",
+        [
+            [OracleUpdate(market=0, price=Decimal(100), ts_ns=_s(1)),
+             Deposit(account=ALICE, amount=Decimal(250)), Deposit(account=BOB, amount=Decimal(100_000)),
+             Deposit(account=CAROL, amount=Decimal(100_000))],
+            [ask(CAROL, "20", "100.00", ts_ns=_s(1)), bid(ALICE, "20", "100.00", ts_ns=_s(1))],
+            [OracleUpdate(market=0, price=Decimal(91), ts_ns=_s(2))],
+            [bid(BOB, "5", "90.90"), bid(BOB, "5", "90.80"), bid(BOB, "5", "90.70"), bid(BOB, "5", "90.60")],
+            [Tick(ts_ns=_s(3))],
+            [Tick(ts_ns=_s(13))],
+            [Tick(ts_ns=_s(33))],
+        ],
+        [NVDA_PARTIAL],
+        RISK,
+    ),
+    "funding_over_a_day": (
+        "ALICE is long 10 and BOB short 10 at 100.00; CAROL keeps a book whose impact bid is above "
+        "the oracle (premium > 0). Ticks every 30 minutes for 24 hours: a premium sample each, and on "
+        "each hour the settlement: ALICE pays, BOB receives (rounded down), the remainder goes to the fund.",
+        [
+            [OracleUpdate(market=0, price=Decimal(100), ts_ns=_s(1)),
+             Deposit(account=ALICE, amount=Decimal(10_000)), Deposit(account=BOB, amount=Decimal(10_000)),
+             Deposit(account=CAROL, amount=Decimal(100_000))],
+            [ask(BOB, "10", "100.00", ts_ns=_s(1)), bid(ALICE, "10", "100.00", ts_ns=_s(1)),
+             bid(CAROL, "100", "100.10", ts_ns=_s(1)), ask(CAROL, "100", "100.30", ts_ns=_s(1))],
+            *[[Tick(ts_ns=k * HOUR // 2 + _s(1))] for k in range(1, 49)],
+        ],
+        [NVDA],
+        RISK,
+    ),
+    "dark_weekend_and_reopen": (
+        "NVDA closes at 100.00 (the CLOSED flag): INTERNAL, band 90.00–110.00. Over the weekend a bid "
+        "at 105.00 (100 shares, deeper than the impact notional) pulls the internal price up 9.5% of "
+        "the way per 6-minute Tick, to 103.13 after an hour. The market reopens at 108.00: after 15 s of "
+        "external prices the "
+        "gap is above 1%, so REOPENING moves the oracle at most 50 bps per update until within 0.1%.",
+        [
+            [OracleUpdate(market=0, price=Decimal(100), ts_ns=_s(1)),
+             Deposit(account=ALICE, amount=Decimal(100_000))],
+            [OracleUpdate(market=0, price=None, ts_ns=_s(2), flags=int(OracleFlag.CLOSED))],
+            [bid(ALICE, "100", "105.00", ts_ns=_s(3))],
+            *[[Tick(ts_ns=_s(3 + 360 * k))] for k in range(1, 11)],
+            *[[OracleUpdate(market=0, price=Decimal(108), ts_ns=_s(4_000 + k))] for k in range(0, 30)],
+        ],
+        [NVDA_WIDE],
+        MODES,
+    ),
 }
+
+
+def scenario(name: str) -> tuple[str, list[list[Command]], list[MarketSpec], EngineConfig]:
+    description, steps, *rest = SCENARIOS[name]
+    specs, config = rest if rest else ([NVDA], CONFIG)
+    return description, steps, specs, config
 
 
 def load(name: str) -> Transcript:
@@ -142,16 +225,34 @@ def test_engine_reproduces_the_transcript(name, engine_kind, numba_warm):
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_transcript_holds_the_scenario_as_defined_here(name):
-    description, steps = SCENARIOS[name]
+    description, steps, specs, config = scenario(name)
     transcript = load(name)
 
     assert transcript.description == description
     assert [s.commands for s in transcript.steps] == steps
-    assert transcript.specs == [NVDA] and transcript.config == CONFIG
+    assert transcript.specs == specs and transcript.config == config
 
 
 def test_no_stray_transcripts():
     assert sorted(p.stem for p in SCENARIO_DIR.glob("*.json")) == sorted(SCENARIOS)
+
+
+def test_partial_liquidation_transcript_sends_a_fifth_then_waits_30_s():
+    steps = load("partial_liquidation_with_cooldown").steps
+    sent = [[(e.size_lots, e.amount) for e in step.events if e.__struct_config__.tag == "liquidation" and e.step == 1]
+            for step in steps[4:]]
+    assert sent == [[(4 * SHARE, 4 * SHARE)], [], [(3_200, 3_200)]]  # 20% of 20, nothing, 20% of 16
+
+
+def test_dark_transcript_reopens_by_steps_of_at_most_50_bps():
+    steps = load("dark_weekend_and_reopen").steps
+    oracle = [e.oracle_ticks for step in steps[13:] for e in step.events if e.__struct_config__.tag == "mark"]
+    steps_taken = [(a, b) for a, b in zip(oracle, oracle[1:]) if b != a]
+    assert oracle[0] == 10_313 and oracle[-1] == 10_800
+    assert len(steps_taken) == 10
+    assert all(0 < b - a <= a * 5 // 1000 for a, b in steps_taken)
+    modes = [e.mode for step in steps for e in step.events if e.__struct_config__.tag == "mode"]
+    assert [int(m) for m in modes] == [1, 2, 0]  # INTERNAL, REOPENING, EXTERNAL
 
 
 def test_sweep_transcript_says_what_its_description_says():
@@ -165,10 +266,11 @@ def test_sweep_transcript_says_what_its_description_says():
 def regenerate() -> None:
     """Write every transcript from the reference engine (by hand only; see the module doc)."""
     SCENARIO_DIR.mkdir(exist_ok=True)
-    for name, (description, steps) in SCENARIOS.items():
-        engine = ENGINES["reference"]([NVDA], CONFIG)
+    for name in SCENARIOS:
+        description, steps, specs, config = scenario(name)
+        engine = ENGINES["reference"](specs, config)
         recorded = [Step(commands, events_to_structs(engine.apply(commands))) for commands in steps]
-        transcript = Transcript(description, [NVDA], CONFIG, recorded, engine.state_hash())
+        transcript = Transcript(description, specs, config, recorded, engine.state_hash())
         text = msgspec.json.format(msgspec.json.encode(transcript), indent=2)
         (SCENARIO_DIR / f"{name}.json").write_bytes(text + b"\n")
         print(f"wrote {name}.json")
