@@ -66,6 +66,16 @@ figure is the fastest of ``--repeat`` passes, each on a fresh copy of the state.
 
    Checked: every market took exactly one sample per tick, and no funding was settled.
 
+4. Liquidation wave. The part 1 state of ``--wave-accounts`` accounts; every oracle moves 2%
+   down; 1% of the accounts (drawn, seeded, from all those that lose by the move, so they are
+   spread over the ids the scan walks) are given the collateral
+   that put them exactly at maintenance before the move, so they are below it after (their
+   deposits are counted, so conservation holds). Then Ticks one second apart until no account
+   is below maintenance; each Tick is timed whole (marks, samples, the liquidation scan over
+   every account, at most ``LIQUIDATIONS_PER_TICK`` liquidations). With no book every
+   liquidation ends in the backstop. Checked: exactly the chosen accounts were below
+   maintenance, and all of them were liquidated.
+
 Known limitations
 -----------------
 * On a shared or busy machine the figures are noisy; ``--repeat`` keeps the fastest pass.
@@ -96,6 +106,7 @@ from engine.book import C_DEPOSITS, C_NPOS
 from engine.codes import CommandKind, EventKind, MarketMode, OracleFlag, Side, Tif
 from engine.commands import COMMAND_DTYPE, EVENT_DTYPE
 from engine.engine import Engine
+from engine.liquidator import LIQUIDATIONS_PER_TICK
 from engine.risk import equity_atoms, total_mm
 from engine.settlement import FUNDING_PERIOD_NS, FUNDING_SAMPLE_NS, settle_funding
 from engine.spec import EngineConfig, MarketSpec
@@ -113,6 +124,9 @@ DEFAULT_INVARIANTS_UP_TO = 1_000_000
 TARGET_SETTLE_MS = 10.0  # 1M accounts
 TARGET_SCAN_MS = 10.0  # 1M accounts
 TARGET_ACCOUNTS = 1_000_000
+WAVE_MOVE_PPM = 20_000  # part 4: every oracle 2% down
+WAVE_PPM = 10_000  # part 4: 1% of the accounts become liquidatable
+WAVE_MAX_TICKS = 100_000
 SCAN_CHECK_ACCOUNTS = 2_000
 SECOND_NS = 1_000_000_000
 HOUR_START = (1_700_000_000 * SECOND_NS // FUNDING_PERIOD_NS + 1) * FUNDING_PERIOD_NS  # an hour boundary
@@ -554,6 +568,78 @@ def bench_pricing(n_markets: int, n_ticks: int, repeat: int, seed: int, dark: bo
     }
 
 
+# ---------------------------------------------------------------------------- part 4: a liquidation wave
+
+
+@njit(cache=True)
+def margin_table(acc, pos, mkt, n_accounts):
+    """Per account: (equity − collateral, maintenance margin) at the current marks."""
+    upnl = np.zeros(n_accounts, dtype=np.int64)
+    mm = np.zeros(n_accounts, dtype=np.int64)
+    for a in range(n_accounts):
+        if acc[a]["npos"] != 0:
+            upnl[a] = equity_atoms(acc, pos, mkt, a) - acc[a]["collateral"]
+            mm[a] = total_mm(pos, mkt, a)
+    return upnl, mm
+
+
+def wave_engine(n_accounts: int, seed: int) -> tuple[Engine, np.ndarray, int]:
+    """The part 1 state, then every oracle 2% down; 1% of the accounts (drawn from those that
+    lose by the move) get the collateral that left them exactly at maintenance before it, so after it
+    they are below. Returns the engine, the chosen accounts and the last timestamp."""
+    engine = settlement_engine(n_accounts, DEFAULT_POSITIONS, seed)
+    acc, pos, mkt = engine.acc, engine.pos, engine.mkt
+    upnl_before, mm_before = margin_table(acc, pos, mkt, n_accounts)
+    oracle = engine.mkt["oracle"].copy()
+    ts = HOUR_START + 2 * SECOND_NS
+    engine.apply(oracle_records(oracle - oracle * WAVE_MOVE_PPM // 1_000_000, ts))
+    upnl_after, mm_after = margin_table(acc, pos, mkt, n_accounts)
+    need_before = mm_before - upnl_before  # collateral that puts equity exactly at MM
+    fits = np.flatnonzero(need_before < mm_after - upnl_after)  # ... and below MM after the move
+    want = n_accounts * WAVE_PPM // 1_000_000
+    if len(fits) < want:
+        raise AssertionError("liquidation wave: too few accounts lose by the move")
+    chosen = np.sort(np.random.default_rng(seed).choice(fits, size=want, replace=False))
+    delta = need_before[chosen] - acc["collateral"][chosen]
+    acc["collateral"][chosen] = need_before[chosen]
+    engine.ctr[C_DEPOSITS] += int(delta.sum())
+    return engine, chosen, ts
+
+
+def bench_wave(n_accounts: int, seed: int) -> dict:
+    """Ticks one second apart until no account is below maintenance; each Tick runs the whole
+    clock (marks, samples, the liquidation scan, ≤ LIQUIDATIONS_PER_TICK liquidations)."""
+    engine, chosen, ts = wave_engine(n_accounts, seed)
+    problems: list[str] = []
+    below_start = int(margin_scan(engine.acc, engine.pos, engine.mkt, n_accounts)[0])
+    ticks = 0
+    liquidated = 0
+    tick_ns = []
+    one = tick_records(1, ts, 0)
+    while margin_scan(engine.acc, engine.pos, engine.mkt, n_accounts)[0] > 0 and ticks < WAVE_MAX_TICKS:
+        ticks += 1
+        one["ts"] = ts + ticks * SECOND_NS
+        t = time.perf_counter_ns()
+        engine.apply_count(one)
+        tick_ns.append(time.perf_counter_ns() - t)
+    liquidated = int(np.count_nonzero(engine.acc["npos"][chosen] == 0))
+    if below_start != len(chosen):
+        problems.append(f"{below_start} accounts below maintenance at the start, {len(chosen)} chosen")
+    if liquidated != len(chosen):
+        problems.append(f"{liquidated} of {len(chosen)} chosen accounts liquidated")
+    total = sum(tick_ns)
+    return {
+        "accounts": n_accounts,
+        "liquidatable": len(chosen),
+        "ticks": ticks,
+        "total_s": total / 1e9,
+        "ms_per_tick": total / max(ticks, 1) / MS,
+        "liquidations_per_s_of_engine_time": liquidated / (total / 1e9) if total else None,
+        "problems": problems,
+        "ok": not problems,
+    }
+
+
 # ---------------------------------------------------------------------------- driver
 
 
@@ -563,6 +649,7 @@ def warm_up() -> float:
     bench_settlement(100, 2, 1, 0, 100)
     bench_pricing(3, 2, 1, 0)
     bench_pricing(3, 2, 1, 0, dark=True)
+    bench_wave(1_000, 0)
     return time.perf_counter() - started
 
 
@@ -609,6 +696,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run Engine.check_invariants() on the part 1 engines of at most N accounts "
                              f"(default {DEFAULT_INVARIANTS_UP_TO:,}; 0 never)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the positions and prices (default 1)")
+    parser.add_argument("--wave-accounts", type=int, default=None,
+                        help="accounts of part 4 (default 1,000,000; 100,000 with --quick)")
     parser.add_argument("--quick", action="store_true",
                         help=f"short run: {', '.join(f'{n:,}' for n in QUICK_ACCOUNTS)} accounts, {QUICK_TICKS} ticks")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -619,6 +708,10 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         args.accounts = QUICK_ACCOUNTS if args.quick else DEFAULT_ACCOUNTS
     if args.ticks is None:
         args.ticks = QUICK_TICKS if args.quick else DEFAULT_TICKS
+    if args.wave_accounts is None:
+        args.wave_accounts = 100_000 if args.quick else TARGET_ACCOUNTS
+    if args.wave_accounts < 200:
+        raise SystemExit("--wave-accounts must be at least 200 (1% of them are liquidated)")
     if not 1 <= args.positions_per_account <= len(SETTLE_MARKETS):
         raise SystemExit(f"--positions-per-account must lie in 1..{len(SETTLE_MARKETS)}")
     if args.markets < 1 or args.repeat < 1 or not 1 <= args.ticks <= MAX_TICKS:
@@ -638,6 +731,7 @@ def run(args: argparse.Namespace) -> dict:
     scans = [r.pop("scan") for r in settle]
     pricing = bench_pricing(args.markets, args.ticks, args.repeat, args.seed)
     dark = bench_pricing(args.markets, args.ticks, args.repeat, args.seed, dark=True)
+    wave = bench_wave(args.wave_accounts, args.seed)
     at_target = next((r for r in settle if r["accounts"] == TARGET_ACCOUNTS), None)
     scan_at_target = next((r for r in scans if r["accounts"] == TARGET_ACCOUNTS), None)
     return {
@@ -662,7 +756,9 @@ def run(args: argparse.Namespace) -> dict:
         },
         "pricing": pricing,
         "pricing_dark": dark,
-        "ok": all(r["ok"] for r in settle) and all(r["ok"] for r in scans) and pricing["ok"] and dark["ok"],
+        "wave": wave,
+        "ok": (all(r["ok"] for r in settle) and all(r["ok"] for r in scans) and pricing["ok"] and dark["ok"]
+               and wave["ok"]),
     }
 
 
@@ -745,6 +841,16 @@ def render(r: dict) -> str:
         ]
         for problem in p["problems"]:
             lines.append(f"  CHECK FAILED: {problem}")
+    w = r["wave"]
+    lines += [
+        "",
+        f"4. liquidation wave: {w['accounts']:,} accounts as in part 1, every oracle 2% down, {w['liquidatable']:,} "
+        "accounts (1%) left below maintenance; Ticks 1 s apart until none is",
+        f"  {w['ticks']:,} Ticks, {w['total_s']:.2f} s of engine time ({w['ms_per_tick']:.1f} ms per Tick: the full "
+        f"scan plus at most {LIQUIDATIONS_PER_TICK} liquidations, all backstopped: no book)",
+    ]
+    for problem in w["problems"]:
+        lines.append(f"  CHECK FAILED: {problem}")
     lines += ["", "all checks passed" if r["ok"] else "CHECK FAILED (see above)"]
     return "\n".join(line for line in lines if line is not None)
 
