@@ -142,6 +142,8 @@ C_FEES = 9  # fee account balance (atoms)
 C_NPOS = 10  # open positions (non-zero sizes), all accounts and markets
 C_CLOCK = 11  # the last Tick's timestamp
 C_MODES = 12  # 1 when EngineConfig.modes is on
+C_NTRIG = 14  # live trigger orders
+C_TRIG_SEQ = 15  # trigger ids issued
 N_COUNTERS = 16
 
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)

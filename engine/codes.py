@@ -43,12 +43,14 @@ class Reject(IntEnum):
     ORACLE_PRICE_INVALID = 1022
     PRICE_ABOVE_MAX = 1023
     LEVERAGE_INVALID = 1024
+    TRIGGER_PRICE_INVALID = 1026
 
     INSUFFICIENT_MARGIN = 2001
     POSITION_LIMIT = 2002
     WITHDRAW_TOO_LARGE = 2003
     LEVERAGE_NEEDS_MARGIN = 2004
     OI_CAP_REACHED = 2005
+    TRIGGER_NEEDS_POSITION = 2007
 
     FOK_NOT_FILLABLE = 3001
     POST_ONLY_WOULD_CROSS = 3002
@@ -56,6 +58,8 @@ class Reject(IntEnum):
     NOT_ORDER_OWNER = 3004
     AMEND_NO_CHANGE = 3005
     BOOK_FULL = 3006
+    TRIGGER_BOOK_FULL = 3007
+    UNKNOWN_TRIGGER = 3008
 
     NO_MARK = 4001
     RISK_DISABLED = 4002
@@ -91,17 +95,21 @@ MESSAGES: dict[Reject, str] = {
     Reject.ORACLE_PRICE_INVALID: "The oracle price must be positive and at most the market's max_price.",
     Reject.PRICE_ABOVE_MAX: "The price is above the market's max_price.",
     Reject.LEVERAGE_INVALID: "Leverage must be a whole number from 1 to the maximum of the position's margin tier.",
+    Reject.TRIGGER_PRICE_INVALID: "The trigger price must be positive and at most 2^40 ticks.",
     Reject.INSUFFICIENT_MARGIN: "The account's available margin does not cover the initial margin this order adds.",
     Reject.POSITION_LIMIT: "The order could take the position (or the account's total) beyond the engine's position limit.",
     Reject.WITHDRAW_TOO_LARGE: "The withdrawal exceeds the collateral, or would leave equity below max(total initial margin, 10% of position notional).",
     Reject.LEVERAGE_NEEDS_MARGIN: "At this leverage the account's initial margin would exceed its equity.",
     Reject.OI_CAP_REACHED: "The market's open-interest cap is reached (a quarter of it while the market is dark): only orders that reduce a position are accepted.",
+    Reject.TRIGGER_NEEDS_POSITION: "A position TP/SL (no size) needs an open position that an order on its side would close.",
     Reject.FOK_NOT_FILLABLE: "The fill-or-kill order cannot be filled in full right now; nothing was done.",
     Reject.POST_ONLY_WOULD_CROSS: "The post-only order would take liquidity; it was not placed.",
     Reject.UNKNOWN_ORDER: "No open order with this id exists in this market.",
     Reject.NOT_ORDER_OWNER: "The order belongs to another account.",
     Reject.AMEND_NO_CHANGE: "The amend changes neither price nor size.",
     Reject.BOOK_FULL: "The engine has no room for another open order.",
+    Reject.TRIGGER_BOOK_FULL: "The engine has no room for another trigger order.",
+    Reject.UNKNOWN_TRIGGER: "No live trigger with this id exists in this market.",
     Reject.NO_MARK: "The market has no mark price yet, so no price band can be checked.",
     Reject.RISK_DISABLED: "This engine runs without accounts and margin (EngineConfig.risk is off).",
     Reject.MARKET_HALTED: "The market is halted: only cancels are accepted until it resumes.",
@@ -142,6 +150,8 @@ class CommandKind(IntEnum):
     SET_LEVERAGE = 10
     ORACLE = 11
     MARKET_ADMIN = 12
+    PLACE_TRIGGER = 14
+    CANCEL_TRIGGER = 15
 
 
 class EventKind(IntEnum):
@@ -159,6 +169,16 @@ class EventKind(IntEnum):
     FUNDING_RATE = 12  # a market's settlement: oid = rate ppb, remaining = rounding remainder to the insurance fund
     LIQUIDATION = 13  # reason = step (LiquidationStep); see docs/risk.md
     MODE = 14  # reason = MarketMode, oid = band reference, price = oracle, size = band low, remaining = band high (ticks)
+    TRIGGER = 16  # reason = TriggerStep, oid = trigger id, price = trigger price, size = lots (0: the whole position)
+
+
+class TriggerStep(IntEnum):
+    """What a TRIGGER event reports (docs/triggers.md)."""
+
+    PLACED = 1
+    FIRED = 2  # the order follows at once, as a new order
+    CANCELLED = 3  # by its owner
+    POSITION_CLOSED = 4  # a position TP/SL whose position closed or flipped
 
 
 class MarketMode(IntEnum):

@@ -38,6 +38,7 @@ from engine.codes import (
     Side,
     Stp,
     Tif,
+    TriggerStep,
 )
 from engine.spec import MarketSpec
 
@@ -207,6 +208,33 @@ class MarketAdmin(msgspec.Struct, tag="market_admin", frozen=True, forbid_unknow
     ts_ns: int = 0
 
 
+class PlaceTrigger(msgspec.Struct, tag="place_trigger", frozen=True, forbid_unknown_fields=True):
+    """A stop or take-profit order that waits for ``trigger_price`` (docs/triggers.md): a stop
+    buys once the reference price is at or above it (sells at or below), a take-profit buys at
+    or below (sells at or above). The reference is the mark, or ``trigger_on="last"`` the last
+    trade. When it fires, a market order (or a GTC limit at ``price``) enters as a new order.
+    ``size=None`` is a position TP/SL: the whole position at trigger time, cancelled when the
+    position closes."""
+
+    market: int
+    account: int
+    side: SideName
+    trigger_price: Decimal
+    kind: Literal["stop", "take_profit"] = "stop"
+    order_type: Literal["market", "limit"] = "market"
+    price: Decimal | None = None
+    size: Decimal | None = None
+    trigger_on: Literal["mark", "last"] = "mark"
+    ts_ns: int = 0
+
+
+class CancelTrigger(msgspec.Struct, tag="cancel_trigger", frozen=True, forbid_unknown_fields=True):
+    market: int
+    account: int
+    tid: int
+    ts_ns: int = 0
+
+
 Action = Union[Place, Cancel, Amend]
 
 
@@ -218,7 +246,7 @@ class Batch(msgspec.Struct, tag="batch", frozen=True, forbid_unknown_fields=True
 
 
 Command = Union[Place, Cancel, CancelAll, Amend, SetMark, Tick, Batch, Deposit, Withdraw, SetLeverage, OracleUpdate,
-                MarketAdmin]
+                MarketAdmin, PlaceTrigger, CancelTrigger]
 
 
 # ---------------------------------------------------------------------------- events
@@ -375,8 +403,22 @@ class Mode(msgspec.Struct, tag="mode", frozen=True):
     band_high_ticks: int
 
 
+class Trigger(msgspec.Struct, tag="trigger", frozen=True):
+    """A trigger order's life (``engine.codes.TriggerStep``): PLACED, FIRED (``size_lots`` = the
+    lots its order places; the order's own events follow), CANCELLED, POSITION_CLOSED."""
+
+    cmd: int
+    market: int
+    account: int
+    tid: int
+    step: TriggerStep
+    side: int
+    trigger_ticks: int
+    size_lots: int
+
+
 Event = Union[Accepted, Rejected, Fill, Cancelled, Expired, Amended, Level, Balance, Leverage, Mark, Funding,
-              FundingRate, Liquidation, Mode]
+              FundingRate, Liquidation, Mode, Trigger]
 
 
 class OpenOrder(msgspec.Struct, frozen=True):
@@ -425,6 +467,8 @@ def events_to_structs(events: np.ndarray) -> list[Event]:
             out.append(FundingRate(cmd, market, oid, price, remaining))
         elif kind == EventKind.LIQUIDATION:
             out.append(Liquidation(cmd, market, account, LiquidationStep(reason), oid, side, price, size, remaining))
+        elif kind == EventKind.TRIGGER:
+            out.append(Trigger(cmd, market, account, oid, TriggerStep(reason), side, price, size))
         elif kind == EventKind.MODE:
             out.append(Mode(cmd, market, MarketMode(reason), price, oid, size, remaining))
         else:
@@ -510,7 +554,8 @@ class _Writer:
 
 
 _SINGLE_COMMANDS = (Place, Cancel, CancelAll, Amend, SetMark, Tick, Deposit, Withdraw, SetLeverage, OracleUpdate,
-                    MarketAdmin)
+                    MarketAdmin, PlaceTrigger, CancelTrigger)
+_TRIGGER_FLAGS = {("stop", "mark"): 0, ("take_profit", "mark"): 1, ("stop", "last"): 2, ("take_profit", "last"): 3}
 _ADMIN_ACTIONS = {"halt": AdminAction.HALT, "resume": AdminAction.RESUME, "list": AdminAction.LIST}
 
 
@@ -577,6 +622,30 @@ def _write(cmd: Command, rec: np.void, specs: Sequence[MarketSpec]) -> None:
             if rec["pre_reject"] == 0 and rec["price"] <= 0:
                 w.fail(Reject.ORACLE_PRICE_INVALID)
         w.int_field("size", cmd.flags, Reject.BAD_FIELD, 0, int(OracleFlag.CLOSED | OracleFlag.BREAKER))
+    elif isinstance(cmd, PlaceTrigger):
+        rec["kind"] = CommandKind.PLACE_TRIGGER
+        w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)
+        spec = w.market(cmd.market)
+        w.enum("side", cmd.side, _SIDES)
+        w.enum("stp", (cmd.kind, cmd.trigger_on), _TRIGGER_FLAGS)
+        w.enum("tif", cmd.order_type, {"market": Tif.MARKET, "limit": Tif.GTC})
+        if cmd.order_type == "market" and cmd.price is not None:
+            w.fail(Reject.MARKET_ORDER_WITH_PRICE)
+        elif cmd.order_type == "limit" and cmd.price is None:
+            w.fail(Reject.PRICE_MISSING)
+        if spec is not None:
+            w.decimal_field("oid", cmd.trigger_price, spec.tick_size, units.to_ticks)
+            if cmd.price is not None and cmd.order_type == "limit":
+                w.decimal_field("price", cmd.price, spec.tick_size, units.to_ticks)
+            if cmd.size is not None:
+                w.decimal_field("size", cmd.size, spec.lot_size, units.to_lots)
+                if rec["pre_reject"] == 0 and rec["size"] <= 0:
+                    w.fail(Reject.SIZE_NOT_POSITIVE)
+    elif isinstance(cmd, CancelTrigger):
+        rec["kind"] = CommandKind.CANCEL_TRIGGER
+        w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)
+        w.market(cmd.market)
+        w.int_field("oid", cmd.tid, Reject.UNKNOWN_TRIGGER, 0, units.INT64_MAX)
     elif isinstance(cmd, MarketAdmin):
         rec["kind"] = CommandKind.MARKET_ADMIN
         w.market(cmd.market)

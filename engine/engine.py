@@ -23,6 +23,7 @@ from engine.book import (
     C_MODES,
     C_ORDER_SEQ,
     C_RISK,
+    C_TRIG_SEQ,
     C_WITHDRAWALS,
     MARKET_DTYPE,
     N_COUNTERS,
@@ -43,11 +44,13 @@ from engine.risk import ACCOUNT_DTYPE, POSITION_DTYPE, equity_atoms, total_im, t
 from engine.risk_state import (
     ModeView,
     PositionView,
+    TriggerView,
     dump_risk,
     initial_mode,
     set_risk_fields,
 )
 from engine.spec import EngineConfig, MarketSpec, validate_markets
+from engine.triggers import TRIGGER_DTYPE, dump_triggers
 
 ORDER_HASH_FIELDS = 10  # oid, account, remaining, tif, stp, expires_at, cloid0..3
 
@@ -180,12 +183,14 @@ class Engine:
         self.pos = np.zeros((len(self.acc), nm), dtype=POSITION_DTYPE)
         for m, spec in enumerate(specs):
             self.pos[:, m]["lev"] = spec.tiers[0][1]
+        self.trig = np.zeros(config.max_triggers, dtype=TRIGGER_DTYPE)
+        self._scratch = np.zeros(1, dtype=COMMAND_DTYPE)  # the order a firing trigger places
         self._ev = np.zeros(1 << 16, dtype=EVENT_DTYPE)
 
     def _state(self) -> tuple:
         return (self.orders, self.mkt, self.lvl_qty, self.lvl_head, self.lvl_tail, self.bits, self.summ,
                 self.best, self.count, self.acct_head, self.acct_tail, self.acct_count, self.free, self.heap,
-                self.ctr, self.acc, self.pos)
+                self.ctr, self.acc, self.pos, self.trig, self._scratch)
 
     # ------------------------------------------------------------------------ commands
 
@@ -230,7 +235,10 @@ class Engine:
 
     def state_hash(self) -> str:
         book = dump_state(self.orders, self.mkt, self.lvl_qty, self.lvl_head, self.best, self.free, self.ctr)
-        return digest(np.concatenate([book, dump_risk(self.mkt, self.ctr, self.acc, self.pos)]))
+        parts = [book, dump_risk(self.mkt, self.ctr, self.acc, self.pos)]
+        if self.ctr[C_TRIG_SEQ] != 0:  # an engine that never had a trigger hashes as before
+            parts.append(dump_triggers(self.trig, self.ctr))
+        return digest(np.concatenate(parts))
 
     # ------------------------------------------------------------------------ accounts
 
@@ -259,6 +267,12 @@ class Engine:
 
     def maintenance_margin(self, account: int) -> int:
         return int(total_mm(self.pos, self.mkt, account))
+
+    def triggers(self, account: int) -> list[TriggerView]:
+        """The account's live triggers, in ascending id."""
+        live = [t for t in self.trig if t["live"] and t["account"] == account]
+        return [TriggerView(int(t["tid"]), int(t["market"]), int(t["side"]), int(t["trigger"]), int(t["price"]),
+                            int(t["size"]), int(t["tif"]), int(t["flags"])) for t in sorted(live, key=lambda t: t["tid"])]
 
     def liquidation_price(self, account: int, market: int) -> int:
         """The position's published liquidation price in ticks, 0 for none (engine.liq_price)."""

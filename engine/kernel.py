@@ -21,6 +21,7 @@ from engine.book import (
     C_HEAP_N,
     C_LIVE,
     C_NPOS,
+    C_NTRIG,
 )
 from engine.codes import MAX_BATCH_ACTIONS
 from engine.emit import emit_reject
@@ -29,10 +30,12 @@ from engine.kernel_consts import (
     K_BATCH,
     K_CANCEL,
     K_CANCEL_ALL,
+    K_CANCEL_TRIGGER,
     K_DEPOSIT,
     K_MARKET_ADMIN,
     K_ORACLE,
     K_PLACE,
+    K_PLACE_TRIGGER,
     K_SET_LEVERAGE,
     K_SET_MARK,
     K_TICK,
@@ -45,6 +48,7 @@ from engine.liquidator import LIQUIDATIONS_PER_TICK
 from engine.market_state import do_set_mark, do_tick
 from engine.matching import do_amend, do_cancel, do_cancel_all, do_place
 from engine.prices import do_market_admin, do_oracle, tick_prices
+from engine.triggers import do_cancel_trigger, do_place_trigger, run_triggers
 
 # Kernels take the engine's arrays positionally, always in this order:
 # orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
@@ -53,7 +57,16 @@ from engine.prices import do_market_admin, do_oracle, tick_prices
 
 @njit(cache=True, _nrt=False, inline="always")
 def event_bound(c, mkt, count, acct_head, acct_count, ctr):
-    """Most events the command ``c`` can emit (each order touched gives at most two)."""
+    """Most events the command ``c`` can emit (each order touched gives at most two), and
+    while triggers are live, what each of them could add when it fires after it."""
+    extra = 0
+    if ctr[C_NTRIG] > 0:
+        extra = ctr[C_NTRIG] * (10 + 2 * ctr[C_LIVE])
+    return extra + command_bound(c, mkt, count, acct_head, acct_count, ctr)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def command_bound(c, mkt, count, acct_head, acct_count, ctr):
     kind = c["kind"]
     m = c["market"]
     valid_m = m >= 0 and m < mkt.shape[0]
@@ -80,9 +93,10 @@ def event_bound(c, mkt, count, acct_head, acct_count, ctr):
 
 @njit(cache=True, _nrt=False)
 def apply_kernel(cmds, start, ev, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                 acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
+                 acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, trig, scratch):
     """Process ``cmds[start:]``. Returns (next command, events written, events needed): the
-    loop stops early only when the next command might not fit in ``ev``."""
+    loop stops early only when the next command might not fit in ``ev``. After each command,
+    while any trigger is live, the triggers it reached fire (engine.triggers)."""
     n = 0
     ncmd = cmds.shape[0]
     cap = ev.shape[0]
@@ -133,6 +147,10 @@ def apply_kernel(cmds, start, ev, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits
                           acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
         elif kind == K_MARKET_ADMIN:
             n = do_market_admin(c, i, ev, n, mkt, ctr)
+        elif kind == K_PLACE_TRIGGER:
+            n = do_place_trigger(c, i, ev, n, mkt, acct_head, ctr, pos, trig)
+        elif kind == K_CANCEL_TRIGGER:
+            n = do_cancel_trigger(c, i, ev, n, mkt, acct_head, ctr, trig)
         elif kind == K_DEPOSIT:
             n = do_deposit(c, i, ev, n, mkt, acct_head, ctr, acc, pos)
         elif kind == K_WITHDRAW:
@@ -153,5 +171,8 @@ def apply_kernel(cmds, start, ev, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits
                 ctr[C_BATCH_LEFT] = cnt
         else:
             n = emit_reject(ev, n, i, c["ts"], c["market"], c["account"], c["oid"], R_BAD_FIELD)
+        if ctr[C_NTRIG] > 0:
+            n = run_triggers(i, c["ts"], ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                             acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, trig, scratch)
         i += 1
     return i, n, 0

@@ -91,13 +91,20 @@ from engine.funding import (
 from engine.liquidator import LIQ_COOLDOWN_NS, LIQUIDATIONS_PER_TICK, PARTIAL_DIVISOR
 from engine.pricing import EMA_ONE, MARK_EMA_TAU_NS, OI_CAP_DARK_PPB, ema_update
 from engine.reference_modes import BANDED, DARK, ModeRules
+from engine.reference_triggers import TriggerRules
 from engine.risk import (
     ACCOUNT_TOTAL_CAP_ATOMS,
     MAX_AMOUNT_ATOMS,
     MAX_COLLATERAL_ATOMS,
     WITHDRAW_NOTIONAL_PPM,
 )
-from engine.risk_state import MODE_WORDS, ModeView, PositionView, initial_mode
+from engine.risk_state import (
+    MODE_WORDS,
+    ModeView,
+    PositionView,
+    TriggerView,
+    initial_mode,
+)
 from engine.settlement import FUNDING_PERIOD_NS, FUNDING_SAMPLE_NS
 from engine.spec import EngineConfig, MarketSpec, validate_markets
 from engine.units import INT64_MAX, PPM, to_atoms, to_ppm
@@ -408,7 +415,7 @@ class _Market:
         return 0
 
 
-class ReferenceEngine(ModeRules):
+class ReferenceEngine(ModeRules, TriggerRules):
     """Slow, obviously correct implementation of docs/matching.md and the risk layer (see the
     module docstring)."""
 
@@ -448,7 +455,11 @@ class ReferenceEngine(ModeRules):
             CommandKind.SET_LEVERAGE: self._set_leverage,
             CommandKind.ORACLE: self._oracle,
             CommandKind.MARKET_ADMIN: self._market_admin,
+            CommandKind.PLACE_TRIGGER: self._place_trigger,
+            CommandKind.CANCEL_TRIGGER: self._cancel_trigger,
         }
+        self._init_triggers()
+        self._cmd_fields, self._cmd_type = COMMAND_DTYPE.names, _Cmd
 
     # ------------------------------------------------------------------ public surface
 
@@ -483,6 +494,7 @@ class ReferenceEngine(ModeRules):
         words.append(len(self._free))
         words += self._free
         words += self._risk_words()
+        words += self._trigger_words()
         return hashlib.blake2b(np.array(words, dtype="<i8").tobytes(), digest_size=32).hexdigest()
 
     def _risk_words(self) -> list[int]:
@@ -538,6 +550,10 @@ class ReferenceEngine(ModeRules):
         dist = avail * two_l // (abs(p.size) * m.atoms_per_tick_lot * (two_l - side))
         price = m.mark - side * dist
         return max(price, 0)
+
+    def triggers(self, account: int) -> list[TriggerView]:
+        return [TriggerView(t.tid, t.market, t.side, t.trigger, t.price, t.size, t.tif, t.flags)
+                for tid, t in sorted(self._triggers.items()) if t.account == account]
 
     def mode(self, market: int) -> ModeView:
         m = self._markets[market]
@@ -603,6 +619,8 @@ class ReferenceEngine(ModeRules):
             self._reject(cmd, Reject.BAD_FIELD)
         else:
             handler(cmd)
+        if self._triggers:
+            self._run_triggers()
 
     def _batch(self, cmds: list[_Cmd], i: int) -> int:
         """Run the batch whose header is ``cmds[i]``; returns the index after it."""

@@ -24,6 +24,20 @@ class PositionView(msgspec.Struct, frozen=True):
     funding_atoms: int
 
 
+class TriggerView(msgspec.Struct, frozen=True):
+    """A live trigger (docs/triggers.md): prices in ticks, ``size_lots`` 0 for the whole position,
+    ``tif`` ``Tif.MARKET`` or ``Tif.GTC``, ``flags`` bit 0 take-profit, bit 1 on the last trade."""
+
+    tid: int
+    market: int
+    side: int
+    trigger_ticks: int
+    price_ticks: int
+    size_lots: int
+    tif: int
+    flags: int
+
+
 class ModeView(msgspec.Struct, frozen=True):
     """A market's closed-hours pricing state (docs/modes.md); prices in ticks."""
 

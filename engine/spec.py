@@ -178,6 +178,7 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_orders: int = 1 << 20
     max_accounts: int = 1 << 16
     risk: bool = False  # accounts, positions, fees, margin, funding, liquidation (docs/risk.md)
+    max_triggers: int = 1 << 10  # stop / take-profit orders waiting for their price (docs/triggers.md)
     modes: bool = False  # closed-hours pricing: market modes, internal pricing, reopen, pre-IPO (docs/modes.md)
 
     def __post_init__(self) -> None:
@@ -185,6 +186,8 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("max_orders must be between 1 and 2^22 (order ids keep 22 slot bits)")
         if not 1 <= self.max_accounts <= (1 << 31) - 1:
             raise ValueError("max_accounts must be between 1 and 2^31 - 1")
+        if not 1 <= self.max_triggers <= (1 << 20):
+            raise ValueError("max_triggers must be between 1 and 2^20")
         if self.modes and not self.risk:
             raise ValueError("modes needs risk: closed-hours pricing works on the risk layer's oracle and mark")
 
