@@ -27,6 +27,7 @@ from engine.commands import (
     Deposit,
     Event,
     OracleUpdate,
+    PlaceTrigger,
     SetMark,
     Tick,
     events_to_structs,
@@ -172,6 +173,26 @@ SCENARIOS: dict[str, tuple] = {
         [NVDA],
         RISK,
     ),
+    "position_tp_sl": (
+        "ALICE buys 2 at 100.00 and sets a position stop-loss at 95.00 and a take-profit at 110.00 (no "
+        "size: the whole position when they fire). She buys 1 more. The oracle falls to 95.00: the mark "
+        "reaches the stop, which fires a market sell of 3 (her position then) into CAROL's bid; her "
+        "position is closed, so the take-profit is cancelled in the same command.",
+        [
+            [OracleUpdate(market=0, price=Decimal(100), ts_ns=_s(1)),
+             Deposit(account=ALICE, amount=Decimal(10_000)), Deposit(account=BOB, amount=Decimal(10_000)),
+             Deposit(account=CAROL, amount=Decimal(10_000))],
+            [ask(BOB, "3", "100.00"), bid(ALICE, "2", "100.00")],
+            [PlaceTrigger(market=0, account=ALICE, side="sell", trigger_price=Decimal(95)),
+             PlaceTrigger(market=0, account=ALICE, side="sell", trigger_price=Decimal(110), kind="take_profit")],
+            [bid(ALICE, "1", "100.00")],
+            [OracleUpdate(market=0, price=Decimal(97), ts_ns=_s(2))],
+            [bid(CAROL, "5", "94.50")],
+            [OracleUpdate(market=0, price=Decimal(95), ts_ns=_s(3))],
+        ],
+        [NVDA_WIDE],
+        RISK,
+    ),
     "dark_weekend_and_reopen": (
         "NVDA closes at 100.00 (the CLOSED flag): INTERNAL, band 90.00–110.00. Over the weekend a bid "
         "at 105.00 (100 shares, deeper than the impact notional) pulls the internal price up 9.5% of "
@@ -253,6 +274,15 @@ def test_dark_transcript_reopens_by_steps_of_at_most_50_bps():
     assert all(0 < b - a <= a * 5 // 1000 for a, b in steps_taken)
     modes = [e.mode for step in steps for e in step.events if e.__struct_config__.tag == "mode"]
     assert [int(m) for m in modes] == [1, 2, 0]  # INTERNAL, REOPENING, EXTERNAL
+
+
+def test_tp_sl_transcript_fires_the_stop_for_the_whole_position_and_cancels_the_take_profit():
+    last = load("position_tp_sl").steps[-1].events
+    triggers = [(e.tid, int(e.step), e.size_lots) for e in last if e.__struct_config__.tag == "trigger"]
+    assert triggers == [(1, 2, 3 * SHARE), (2, 4, 0)]  # FIRED for 3 shares, then POSITION_CLOSED
+    fills = [(e.taker_account, e.maker_account, e.price_ticks, e.size_lots) for e in last
+             if e.__struct_config__.tag == "fill"]
+    assert fills == [(ALICE, CAROL, 9_450, 3 * SHARE)]
 
 
 def test_sweep_transcript_says_what_its_description_says():
