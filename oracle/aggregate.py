@@ -1,7 +1,9 @@
 """Aggregation of source quotes into one external price per market per update (spec §3).
 
 Pure and deterministic: ``aggregate(quotes, session, now_ns, state, params)`` returns the
-result and the next ``AggState``; it reads no clock and keeps no hidden state.
+result and the next ``AggState``; it reads no clock and keeps no state of its own (a state it
+returns carries, beside its fields, an index of its breaker window's extremes, derived from
+``recent`` alone: see "the breaker window's extremes" below).
 
 Layout (one function per step of spec/oracle.md §3):
   1 ``normalise``        mantissa·10^expo (× split multiplier) → integers in 1e-18 USD (``_e18``);
@@ -14,6 +16,10 @@ Layout (one function per step of spec/oracle.md §3):
   5 quorum               distinct voting sources ≥ ``min_sources`` (regular 2, otherwise 1)
   6 ``clamp_step``       at most ``max_step`` (1%) from the last published price
   7 ``breaker_flags``    a move above 10% within 60 s, or conf/price above 2%
+  ``aggregate`` runs these steps on plain tuples (``Row``) and int flags through the same
+  helpers the public step functions wrap (``_norm_row``, ``_invalid``, ``_outlier_bits``,
+  ``_vote_conf``, ``_breaker_bits``); tests/oracle/reference_aggregate.py is the same
+  aggregation written step by step on ``NormQuote`` and ``AggFlag`` values.
 
 Invariants:
   * Without a clamp, a published price lies within [min, max] of the voting quotes' prices
@@ -21,6 +27,7 @@ Invariants:
   * No floats: thresholds are integer ppm; every comparison is exact; the only roundings are
     documented where they happen (normalising a finer-than-1e-18 or split-adjusted value, the
     even-count median, the clamp bounds).
+  * Results, flags and states equal the step-by-step reference's for every input.
   * An update in a closed state publishes nothing (``MARKET_CLOSED``): the oracle never
     invents a price when the outside world is silent.
 
@@ -31,6 +38,9 @@ Known limitations:
     (60 s) old. After a longer silence (a weekend, a halt) the first price is published as it
     is, flagged ``AFTER_GAP``: the gap is the engine's reopen logic's to handle (spec §7),
     and an oracle creeping 1% per second would hide it from that logic.
+  * The window index lives outside the state's fields, so decoding, ``copy``, ``pickle`` or
+    ``msgspec.structs.replace`` drop it: the next update then reads every price of the
+    window once (same result, slower) and its state has an index again.
   * Per-source timestamp monotonicity (a source going back in time) needs per-source memory
     and is the service's to check; here a quote is only refused for being from the future.
 """
@@ -96,9 +106,13 @@ class AggParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 DEFAULT_PARAMS = AggParams()
 
 
-class AggState(msgspec.Struct, frozen=True):
+class AggState(msgspec.Struct, frozen=True, dict=True):
     """What one market's aggregation remembers between updates: the last published price and
-    the published ``(ts_ns, price_e18)`` pairs still inside the breaker window, oldest first."""
+    the published ``(ts_ns, price_e18)`` pairs still inside the breaker window, oldest first.
+
+    A state returned by ``aggregate`` also holds, outside its fields, an index of the lowest
+    and highest prices of ``recent`` (see ``_extremes_of``); equality, hashing and encoding
+    see only the fields."""
 
     last_price_e18: int | None = None
     last_ts_ns: int | None = None
@@ -137,6 +151,35 @@ class NormQuote(msgspec.Struct, frozen=True):
     weight: int
 
 
+# ``aggregate`` builds an update's flags as a plain int (an ``AggFlag`` operation costs a
+# microsecond or more, an int's tens of nanoseconds) and makes it one ``AggFlag`` at the end;
+# the public step functions return ``AggFlag`` values made from the same ints.
+_INVALID = AggFlag.INVALID_DROPPED.value
+_FUTURE = AggFlag.FUTURE_DROPPED.value
+_STALE = AggFlag.STALE_DROPPED.value
+_OUTLIER = AggFlag.OUTLIER_DROPPED.value
+_MAD = AggFlag.MAD_DROPPED.value
+_DEFAULT_CONF = AggFlag.DEFAULT_CONF.value
+_LOW_QUORUM = AggFlag.LOW_QUORUM.value
+_CLAMPED = AggFlag.CLAMPED.value
+_AFTER_GAP = AggFlag.AFTER_GAP.value
+_BREAKER_MOVE = (AggFlag.BREAKER | AggFlag.BREAKER_MOVE).value
+_BREAKER_CONF = (AggFlag.BREAKER | AggFlag.BREAKER_CONF).value
+
+# A normalised quote inside ``aggregate``: ``NormQuote``'s fields less the source, in the
+# order of the recency key, ``(ts_source_ns, ts_received_ns, price_e18, conf_e18, bid_e18,
+# ask_e18, weight)``; the source is the key it is filed under.
+Row = tuple[int, int, int, int, int | None, int | None, int]
+
+# ``AggState.recent`` and the breaker window: ``(ts_ns, price_e18)`` pairs, oldest first.
+Entries = tuple[tuple[int, int], ...]
+
+_NO_SIDE = -(1 << 255)  # a missing bid or ask in the recency key: below every real one
+
+
+# ---- step 1: normalisation, one quote per source, validity
+
+
 def _to_e18(mantissa: int, expo: int, multiplier: Fraction | None, round_up: bool) -> int:
     """``mantissa · 10^expo · multiplier`` in 1e-18 units, rounded down (up if ``round_up``)
     when not exact, which happens only for expo < −18 or a split multiplier."""
@@ -149,33 +192,47 @@ def _to_e18(mantissa: int, expo: int, multiplier: Fraction | None, round_up: boo
     return -((-value.numerator) // value.denominator) if round_up else value.numerator // value.denominator
 
 
+def _norm_row(quote: SourceQuote, multiplier: Fraction | None) -> Row:
+    """``normalise``'s numbers as a ``Row``. Without a multiplier and with ``expo ≥ −18`` each
+    value is its mantissa times the same power of ten, computed once (``_to_e18``'s common
+    case); otherwise each goes through ``_to_e18``. A conf ≤ 0 is kept as it is."""
+    conf = quote.conf or 0
+    bid, ask = quote.bid, quote.ask
+    shift = quote.expo - PRICE_EXPO
+    if shift >= 0 and multiplier is None:
+        scale = 10**shift
+        return (
+            quote.ts_source_ns, quote.ts_received_ns, quote.price * scale, conf * scale if conf > 0 else conf,
+            None if bid is None else bid * scale, None if ask is None else ask * scale, quote.weight,
+        )
+    expo = quote.expo
+    return (
+        quote.ts_source_ns, quote.ts_received_ns, _to_e18(quote.price, expo, multiplier, False),
+        _to_e18(conf, expo, multiplier, True) if conf > 0 else conf,
+        None if bid is None else _to_e18(bid, expo, multiplier, False),
+        None if ask is None else _to_e18(ask, expo, multiplier, False), quote.weight,
+    )
+
+
 def normalise(quote: SourceQuote, multiplier: Fraction | None = None) -> NormQuote:
     """The quote in 1e-18 USD. ``multiplier`` puts a source on the market's basis (after a
     5:1 split, ``Fraction(1, 5)`` for a source still quoting the old shares; None: 1).
     Price, bid and ask round down, conf rounds up (wider), only when not exact."""
+    ts_source_ns, ts_received_ns, price, conf, bid, ask, weight = _norm_row(quote, multiplier)
+    return NormQuote(quote.source, price, conf, bid, ask, ts_source_ns, ts_received_ns, weight)
 
-    def side(value: int | None) -> int | None:
-        return None if value is None else _to_e18(value, quote.expo, multiplier, False)
 
-    conf = quote.conf or 0
-    return NormQuote(
-        source=quote.source,
-        price_e18=_to_e18(quote.price, quote.expo, multiplier, False),
-        conf_e18=_to_e18(conf, quote.expo, multiplier, True) if conf > 0 else min(conf, 0),
-        bid_e18=side(quote.bid),
-        ask_e18=side(quote.ask),
-        ts_source_ns=quote.ts_source_ns,
-        ts_received_ns=quote.ts_received_ns,
-        weight=quote.weight,
+def _row_key(row: Row) -> tuple:
+    """The recency order: the row itself, a missing bid or ask ranking below every price."""
+    ts_source_ns, ts_received_ns, price, conf, bid, ask, weight = row
+    return (
+        ts_source_ns, ts_received_ns, price, conf,
+        _NO_SIDE if bid is None else bid, _NO_SIDE if ask is None else ask, weight,
     )
 
 
 def _recency_key(q: NormQuote) -> tuple:
-    none = -(1 << 255)
-    return (
-        q.ts_source_ns, q.ts_received_ns, q.price_e18, q.conf_e18,
-        none if q.bid_e18 is None else q.bid_e18, none if q.ask_e18 is None else q.ask_e18, q.weight,
-    )
+    return _row_key((q.ts_source_ns, q.ts_received_ns, q.price_e18, q.conf_e18, q.bid_e18, q.ask_e18, q.weight))
 
 
 def newest_per_source(quotes: Iterable[NormQuote]) -> list[NormQuote]:
@@ -189,14 +246,35 @@ def newest_per_source(quotes: Iterable[NormQuote]) -> list[NormQuote]:
     return [best[name] for name in sorted(best)]
 
 
+def _newest_rows(quotes: Iterable[SourceQuote], multipliers: Mapping[str, Fraction] | None) -> dict[str, Row]:
+    """``newest_per_source`` of the normalised quotes, as rows by source (in no set order).
+    A key is built only when a source repeats; of equal keys the first stays, as there."""
+    best: dict[str, Row] = {}
+    for quote in quotes:
+        source = quote.source
+        row = _norm_row(quote, multipliers.get(source) if multipliers else None)
+        kept = best.get(source)
+        if kept is None or _row_key(row) > _row_key(kept):
+            best[source] = row
+    return best
+
+
+def _invalid(price_e18: int, conf_e18: int, bid_e18: int | None, ask_e18: int | None, weight: int) -> bool:
+    """``is_invalid`` on the numbers themselves."""
+    if price_e18 <= 0 or conf_e18 < 0 or conf_e18 >= price_e18 or weight <= 0:
+        return True
+    if (bid_e18 is not None and bid_e18 <= 0) or (ask_e18 is not None and ask_e18 <= 0):
+        return True
+    return bid_e18 is not None and ask_e18 is not None and bid_e18 > ask_e18
+
+
 def is_invalid(q: NormQuote) -> bool:
     """Step 1: ``price ≤ 0``, ``conf < 0`` or ``conf ≥ price``, a non-positive bid or ask, a
     crossed book (``bid > ask``; a locked book is fine), or a non-positive weight."""
-    if q.price_e18 <= 0 or q.conf_e18 < 0 or q.conf_e18 >= q.price_e18 or q.weight <= 0:
-        return True
-    if (q.bid_e18 is not None and q.bid_e18 <= 0) or (q.ask_e18 is not None and q.ask_e18 <= 0):
-        return True
-    return q.bid_e18 is not None and q.ask_e18 is not None and q.bid_e18 > q.ask_e18
+    return _invalid(q.price_e18, q.conf_e18, q.bid_e18, q.ask_e18, q.weight)
+
+
+# ---- steps 2 and 5: staleness limit and quorum by session
 
 
 def max_age_ns(session: Session, params: AggParams = DEFAULT_PARAMS) -> int | None:
@@ -215,6 +293,21 @@ def min_sources(session: Session, params: AggParams = DEFAULT_PARAMS) -> int:
     return params.min_sources_regular if session == Session.REGULAR else params.min_sources_extended
 
 
+# ---- step 3: outliers
+
+
+def _outlier_bits(prices_e18: list[int], params: AggParams) -> list[int]:
+    """``outlier_flags`` as ints; each side of both comparisons is one exact integer product,
+    the factors that do not depend on the price computed once."""
+    m2 = median_x2(prices_e18)
+    devs = [abs(2 * x - m2) for x in prices_e18]
+    mad_term = max(PPM * median_x2(devs), 2 * params.mad_floor_ppm * m2)
+    outlier_bound = params.outlier_ppm * m2
+    mad_scale = 2 * PPM * params.mad_k_e4
+    mad_bound = params.mad_z_max_e4 * mad_term
+    return [(_OUTLIER if d * PPM > outlier_bound else 0) | (_MAD if mad_scale * d > mad_bound else 0) for d in devs]
+
+
 def outlier_flags(prices_e18: list[int], params: AggParams = DEFAULT_PARAMS) -> list[AggFlag]:
     """Step 3, per price: ``OUTLIER_DROPPED`` if ``|x − m| > outlier_ppm·m``, ``MAD_DROPPED``
     if ``0.6745·|x − m| / max(MAD, 1 bp·m) > 3.5``; m and MAD are unweighted medians.
@@ -223,30 +316,31 @@ def outlier_flags(prices_e18: list[int], params: AggParams = DEFAULT_PARAMS) -> 
     5% reads ``d·1e6 > ppm·m2`` and the z-score test reads
     ``2e6·k·d > z·max(1e6·mad4, 2·floor_ppm·m2)`` (k, z in 1e-4).
     """
-    m2 = median_x2(prices_e18)
-    devs = [abs(2 * x - m2) for x in prices_e18]
-    mad4 = median_x2(devs)
-    mad_term = max(PPM * mad4, 2 * params.mad_floor_ppm * m2)
-    flags = []
-    for d in devs:
-        flag = AggFlag.NONE
-        if d * PPM > params.outlier_ppm * m2:
-            flag |= AggFlag.OUTLIER_DROPPED
-        if 2 * PPM * params.mad_k_e4 * d > params.mad_z_max_e4 * mad_term:
-            flag |= AggFlag.MAD_DROPPED
-        flags.append(flag)
-    return flags
+    return [AggFlag(bits) for bits in _outlier_bits(prices_e18, params)]
+
+
+# ---- step 4: the conf a source votes with
+
+
+def _vote_conf(
+    price_e18: int, conf_e18: int, bid_e18: int | None, ask_e18: int | None, default_conf_ppm: int
+) -> tuple[int, bool]:
+    """``vote_conf_e18`` on the numbers themselves."""
+    if conf_e18 > 0:
+        return conf_e18, False
+    floor_conf = -((-default_conf_ppm * price_e18) // PPM)
+    if bid_e18 is not None and ask_e18 is not None:
+        return max(-((bid_e18 - ask_e18) // 2), floor_conf), True
+    return floor_conf, True
 
 
 def vote_conf_e18(q: NormQuote, params: AggParams = DEFAULT_PARAMS) -> tuple[int, bool]:
     """Step 4: the conf a source votes with, and whether it is a default. A source without
     conf uses ``max(spread/2, default_conf_ppm·price)``, both rounded up (wider)."""
-    if q.conf_e18 > 0:
-        return q.conf_e18, False
-    floor_conf = -((-params.default_conf_ppm * q.price_e18) // PPM)
-    if q.bid_e18 is not None and q.ask_e18 is not None:
-        return max(-((q.bid_e18 - q.ask_e18) // 2), floor_conf), True
-    return floor_conf, True
+    return _vote_conf(q.price_e18, q.conf_e18, q.bid_e18, q.ask_e18, params.default_conf_ppm)
+
+
+# ---- step 6: clamp
 
 
 def clamp_step(raw_e18: int, last_e18: int, max_step_ppm: int) -> int:
@@ -257,60 +351,176 @@ def clamp_step(raw_e18: int, last_e18: int, max_step_ppm: int) -> int:
     return min(max(raw_e18, low), high)
 
 
-def breaker_flags(
-    raw_e18: int, conf_e18: int, now_ns: int, recent: tuple[tuple[int, int], ...], params: AggParams
-) -> AggFlag:
+# ---- step 7: circuit breaker
+
+
+def _moves_too_far(raw_e18: int, low_e18: int, high_e18: int, move_ppm: int) -> bool:
+    """Whether ``|raw − p| > move_ppm·p`` for ``p`` the window's lowest or highest price.
+
+    ``|raw − p|·PPM − move·p`` falls as p rises below raw and rises with p above it (for a
+    move under 100%), so the window's lowest and highest prices decide the test exactly."""
+    return abs(raw_e18 - low_e18) * PPM > move_ppm * low_e18 or abs(raw_e18 - high_e18) * PPM > move_ppm * high_e18
+
+
+def _breaker_bits(
+    raw_e18: int, conf_e18: int, window: Entries, params: AggParams, extremes_e18: tuple[int, int] | None = None
+) -> int:
+    """``breaker_flags`` as an int, on the already trimmed window; ``extremes_e18`` is its
+    lowest and highest price when the caller knows them (read from the window otherwise)."""
+    bits = 0
+    move_ppm = params.breaker_move_ppm
+    if window:
+        if move_ppm >= PPM:  # the extremes no longer decide: every price is tested
+            moved = any(abs(raw_e18 - p) * PPM > move_ppm * p for p in map(_price, window))
+        else:
+            low, high = extremes_e18 or (min(map(_price, window)), max(map(_price, window)))
+            moved = _moves_too_far(raw_e18, low, high, move_ppm)
+        if moved:
+            bits = _BREAKER_MOVE
+    if conf_e18 * PPM > params.breaker_conf_ppm * raw_e18:
+        bits |= _BREAKER_CONF
+    return bits
+
+
+def breaker_flags(raw_e18: int, conf_e18: int, now_ns: int, recent: Entries, params: AggParams) -> AggFlag:
     """Step 7: ``BREAKER | BREAKER_MOVE`` if ``|raw − p| > breaker_move_ppm·p`` for a price ``p``
     published within ``breaker_window_ns`` (inclusive) before ``now``; ``BREAKER |
     BREAKER_CONF`` if ``conf > breaker_conf_ppm·raw``. Exact integer comparisons."""
-    flags = AggFlag.NONE
     window = _trimmed(recent, now_ns, params.breaker_window_ns)
-    if window:
-        # |raw − p|·PPM − move·p falls as p rises below raw and rises with p above it (for a
-        # move under 100%), so the window's lowest and highest prices decide the test exactly.
-        tested = (min(window, key=_price)[1], max(window, key=_price)[1])
-        if params.breaker_move_ppm >= PPM:
-            tested = tuple(price for _, price in window)
-        if any(abs(raw_e18 - p) * PPM > params.breaker_move_ppm * p for p in tested):
-            flags |= AggFlag.BREAKER | AggFlag.BREAKER_MOVE
-    if conf_e18 * PPM > params.breaker_conf_ppm * raw_e18:
-        flags |= AggFlag.BREAKER | AggFlag.BREAKER_CONF
-    return flags
+    return AggFlag(_breaker_bits(raw_e18, conf_e18, window, params))
 
 
 _price = itemgetter(1)
 
 
-def _trimmed(recent: tuple[tuple[int, int], ...], now_ns: int, window_ns: int) -> tuple[tuple[int, int], ...]:
+def _cut_index(recent: Entries, now_ns: int, window_ns: int) -> int:
+    """Where ``_trimmed`` cuts ``recent``."""
+    return bisect_left(recent, (now_ns - window_ns,))
+
+
+def _trimmed(recent: Entries, now_ns: int, window_ns: int) -> Entries:
     """The entries with ``now − ts ≤ window``; ``recent`` is in publication order, so oldest
     first, and the kept entries are a suffix found by bisection."""
-    return recent[bisect_left(recent, (now_ns - window_ns,)):]
+    return recent[_cut_index(recent, now_ns, window_ns):]
 
 
-def _select(quotes, session, now_ns, params, multipliers):
-    """Steps 1–3: the voting quotes, the flags so far, and the newest valid source time."""
-    flags = AggFlag.NONE
-    normed = newest_per_source(normalise(q, multipliers.get(q.source)) for q in quotes)
-    valid = []
-    for q in normed:
-        if is_invalid(q):
-            flags |= AggFlag.INVALID_DROPPED
-        elif q.ts_source_ns - now_ns > params.max_future_ns:
-            flags |= AggFlag.FUTURE_DROPPED
+# ---- the breaker window's extremes, kept beside the state
+#
+# Reading every price of the window each update (one int object each, scattered over the
+# heap) costs more than all the rest of the breaker. So a state that ``aggregate`` returns
+# carries an index of them under ``_EXTREMES`` in its ``__dict__``: ``(recent, base, lows,
+# highs)``, the entries of ``recent`` being numbered from ``base``. ``lows`` are the
+# ``(number, price)`` of the entries strictly lower than every later one, ``highs`` of those
+# strictly higher, both oldest first. The lowest price of a suffix of ``recent`` is then the
+# price of the first low numbered inside it (the suffix's last lowest entry is a low, and a
+# low between the suffix's start and it would be lower still); the highest likewise.
+# Appending a price drops, from the end, the lows not below it and the highs not above it,
+# so each entry joins and leaves each list once.
+# The index is used only for the very tuple it was built from (an identity check), so a
+# state made any other way (``AggState(...)``, decoded, ``msgspec.structs.replace``) is read
+# in full, and no result depends on whether an index was there.
+
+_EXTREMES = "_window_extremes"
+
+
+def _extremes_of(state: AggState) -> tuple[int, Entries, Entries]:
+    """``(base, lows, highs)`` for ``state.recent``: the state's own index, or a new one."""
+    kept = state.__dict__.get(_EXTREMES)
+    if kept is not None and kept[0] is state.recent:
+        return kept[1], kept[2], kept[3]
+    lows: Entries = ()
+    highs: Entries = ()
+    for number, entry in enumerate(state.recent):
+        lows, highs = _pushed(lows, highs, number, _price(entry))
+    return 0, lows, highs
+
+
+def _pushed(lows: Entries, highs: Entries, number: int, price_e18: int) -> tuple[Entries, Entries]:
+    """``lows`` and ``highs`` once entry ``number``, at ``price_e18``, follows the others."""
+    i = len(lows)
+    while i and lows[i - 1][1] >= price_e18:
+        i -= 1
+    j = len(highs)
+    while j and highs[j - 1][1] <= price_e18:
+        j -= 1
+    entry = ((number, price_e18),)
+    return lows[:i] + entry, highs[:j] + entry
+
+
+def _from_number(entries: Entries, number: int) -> Entries:
+    """The ``entries`` numbered ``number`` or later (numbers rise, so a suffix)."""
+    i = 0
+    while i < len(entries) and entries[i][0] < number:
+        i += 1
+    return entries[i:]
+
+
+def _indexed(state: AggState, base: int, lows: Entries, highs: Entries) -> AggState:
+    """``state``, just made, with its index attached."""
+    state.__dict__[_EXTREMES] = (state.recent, base, lows, highs)
+    return state
+
+
+def _breaker_window(
+    recent: Entries, base: int, lows: Entries, highs: Entries, now_ns: int, window_ns: int
+) -> tuple[Entries, tuple[int, int] | None]:
+    """The breaker's window, ``recent`` trimmed again exactly as ``breaker_flags`` would (a
+    no-op for a state ``aggregate`` made), and its lowest and highest price (None if empty)."""
+    cut = _cut_index(recent, now_ns, window_ns)
+    window = recent[cut:]
+    if not window:
+        return window, None
+    first = base + cut
+    return window, (_from_number(lows, first)[0][1], _from_number(highs, first)[0][1])
+
+
+# ---- the update
+
+
+def _select(
+    quotes: Iterable[SourceQuote],
+    now_ns: int,
+    max_age: int,
+    params: AggParams,
+    multipliers: Mapping[str, Fraction] | None,
+) -> tuple[tuple[str, ...], list[Row], int, int | None]:
+    """Steps 1–3: the voting sources (sorted) and their rows, the flags so far as an int, and
+    the newest ``ts_source_ns`` of a valid quote (None if there is none)."""
+    best = _newest_rows(quotes, multipliers)
+    bits, newest = 0, None
+    fresh: list[str] = []
+    for source in sorted(best):
+        ts_source_ns, _, price, conf, bid, ask, weight = best[source]
+        if _invalid(price, conf, bid, ask, weight):
+            bits |= _INVALID
+        elif ts_source_ns - now_ns > params.max_future_ns:
+            bits |= _FUTURE
         else:
-            valid.append(q)
-    newest = max((q.ts_source_ns for q in valid), default=None)
-    limit = max_age_ns(session, params)
-    fresh = [q for q in valid if now_ns - q.ts_source_ns <= limit]
-    if len(fresh) < len(valid):
-        flags |= AggFlag.STALE_DROPPED
-    voting = []
-    if fresh:
-        for q, flag in zip(fresh, outlier_flags([q.price_e18 for q in fresh], params)):
-            flags |= flag
-            if not flag:
-                voting.append(q)
-    return voting, flags, newest
+            if newest is None or ts_source_ns > newest:
+                newest = ts_source_ns
+            if now_ns - ts_source_ns <= max_age:
+                fresh.append(source)
+            else:
+                bits |= _STALE
+    if not fresh:
+        return (), [], bits, newest
+    dropped = _outlier_bits([best[source][2] for source in fresh], params)
+    if any(dropped):
+        for outlier_bits in dropped:
+            bits |= outlier_bits
+        fresh = [source for source, outlier_bits in zip(fresh, dropped) if not outlier_bits]
+    return tuple(fresh), [best[source] for source in fresh], bits, newest
+
+
+def _vote_triples(rows: list[Row], params: AggParams) -> tuple[list[tuple[int, int, int]], int]:
+    """Step 4's ``(price, conf, weight)`` votes, and ``DEFAULT_CONF`` if a source used a default."""
+    triples, bits = [], 0
+    for _, _, price, conf, bid, ask, weight in rows:
+        vote_conf, defaulted = _vote_conf(price, conf, bid, ask, params.default_conf_ppm)
+        if defaulted:
+            bits = _DEFAULT_CONF
+        triples.append((price, vote_conf, weight))
+    return triples, bits
 
 
 def aggregate(
@@ -331,30 +541,34 @@ def aggregate(
     """
     if state.last_ts_ns is not None and now_ns < state.last_ts_ns:
         raise ValueError("now_ns is before the last published update")
-    recent = _trimmed(state.recent, now_ns, params.breaker_window_ns)
-    quiet = AggState(state.last_price_e18, state.last_ts_ns, recent)
-    if max_age_ns(session, params) is None:
+    window_ns = params.breaker_window_ns
+    cut = _cut_index(state.recent, now_ns, window_ns)
+    recent = state.recent[cut:]
+    base, lows, highs = _extremes_of(state)
+    base += cut
+    lows, highs = _from_number(lows, base), _from_number(highs, base)
+    max_age = max_age_ns(session, params)
+    if max_age is None:
+        quiet = _indexed(AggState(state.last_price_e18, state.last_ts_ns, recent), base, lows, highs)
         return Aggregate(None, None, 0, AggFlag.MARKET_CLOSED), quiet
-    voting, flags, newest = _select(quotes, session, now_ns, params, multipliers or {})
-    used = tuple(q.source for q in voting)
-    if len(voting) < min_sources(session, params):
-        flags |= AggFlag.LOW_QUORUM
-        return Aggregate(None, None, len(voting), flags, used=used, newest_source_ts_ns=newest), quiet
-    triples = []
-    for q in voting:
-        conf, defaulted = vote_conf_e18(q, params)
-        if defaulted:
-            flags |= AggFlag.DEFAULT_CONF
-        triples.append((q.price_e18, conf, q.weight))
+    used, rows, bits, newest = _select(quotes, now_ns, max_age, params, multipliers)
+    if len(rows) < min_sources(session, params):
+        quiet = _indexed(AggState(state.last_price_e18, state.last_ts_ns, recent), base, lows, highs)
+        flags = AggFlag(bits | _LOW_QUORUM)
+        return Aggregate(None, None, len(rows), flags, used=used, newest_source_ts_ns=newest), quiet
+    triples, conf_bits = _vote_triples(rows, params)
+    bits |= conf_bits
     p25, raw, p75, conf = three_vote(triples)
     price = raw
     if state.last_price_e18 is not None and state.last_ts_ns is not None:
         if now_ns - state.last_ts_ns <= params.clamp_max_gap_ns:
             price = clamp_step(raw, state.last_price_e18, params.max_step_ppm)
             if price != raw:
-                flags |= AggFlag.CLAMPED
+                bits |= _CLAMPED
         else:
-            flags |= AggFlag.AFTER_GAP
-    flags |= breaker_flags(raw, conf, now_ns, recent, params)
-    result = Aggregate(price, conf, len(voting), flags, raw, p25, p75, used, newest)
-    return result, AggState(price, now_ns, recent + ((now_ns, price),))
+            bits |= _AFTER_GAP
+    window, extremes = _breaker_window(recent, base, lows, highs, now_ns, window_ns)
+    bits |= _breaker_bits(raw, conf, window, params, extremes)
+    result = Aggregate(price, conf, len(rows), AggFlag(bits), raw, p25, p75, used, newest)
+    lows, highs = _pushed(lows, highs, base + len(recent), price)
+    return result, _indexed(AggState(price, now_ns, recent + ((now_ns, price),)), base, lows, highs)
