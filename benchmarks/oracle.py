@@ -24,9 +24,11 @@ collector stays on: the garbage is the code's own and collecting it is part of i
    routing every quote (``on_quote``), ``step`` (calendar, coverage, hints, the silence
    rule, ``aggregate``, conversion to 1e-9 USD) and the submits. The virtual clock's own
    event-loop rounds fall outside it.
-3. The engine's per-tick pricing cost is not measured: the engine has no pricing yet (the
-   oracle price and mark come with the risk-engine issue, and the closed-hours internal
-   pricing of issue 4 builds on them). The output says so.
+3. The engine's per-tick pricing for the same number of markets, from
+   ``benchmarks.risk.bench_pricing`` (its module docstring, part 3, has the method): every
+   market external (mark and premium sample), then every market dark (closed-hours pricing
+   on: the internal step from both impact prices, the re-anchor check, the band clamp), each
+   per Tick and per full round (an ``OracleUpdate`` per market, then the Tick); fastest of 3.
 
 Workload (seeded: ``random.Random(seed)``; equal options give equal quotes)
 --------------------------------------------------------------------------
@@ -103,10 +105,8 @@ START_NS = ns_from_datetime(datetime(2026, 5, 13, 10, 0, tzinfo=ZoneInfo("Americ
 XNYS = MarketCalendar("XNYS")
 PPM = 1_000_000
 MS = 1_000_000
-ENGINE_PRICING_NOTE = (
-    "not measured yet: the engine has no pricing (the oracle price and the mark come with "
-    "the risk-engine issue, #3; the closed-hours internal pricing of #4 builds on them)"
-)
+ENGINE_PRICING_TICKS = 200
+ENGINE_PRICING_REPEAT = 3
 
 # part 1's fault rates, per quote and tick (see the module docstring)
 STALE_START = 0.001
@@ -443,12 +443,34 @@ def run(args: argparse.Namespace) -> dict:
     env = environment()
     shape = (args.markets, args.sources, args.ticks, args.warmup, args.seed)
     service = bench_service(*shape)
+    pricing = engine_pricing(args.markets, args.seed)
     return {
         "benchmark": "oracle", "markets": args.markets, "sources": args.sources, "ticks": args.ticks,
         "warmup_ticks": args.warmup, "seed": args.seed, "interval_s": INTERVAL_NS / NS_PER_SECOND,
         "environment": env, "aggregation": bench_aggregation(*shape), "service": service,
-        "engine_pricing": {"measured": False, "note": ENGINE_PRICING_NOTE}, "ok": service["ok"],
+        "engine_pricing": pricing, "ok": service["ok"] and pricing["external"]["ok"] and pricing["dark"]["ok"],
     }
+
+
+def engine_pricing(n_markets: int, seed: int) -> dict:
+    """Part 3: ``benchmarks.risk.bench_pricing``, external and dark (imported here: numba)."""
+    from benchmarks.risk import bench_pricing, warm_up
+
+    compile_s = warm_up()
+    runs = [bench_pricing(n_markets, ENGINE_PRICING_TICKS, ENGINE_PRICING_REPEAT, seed, dark=dark)
+            for dark in (False, True)]
+    return {"compile_s": compile_s, "external": runs[0], "dark": runs[1]}
+
+
+def _engine_lines(p: dict) -> list[str]:
+    out = [f"3. engine pricing per tick, {p['external']['markets']} markets with a 10-level book a side "
+           f"(benchmarks.risk part 3; kernels loaded in {p['compile_s']:.1f} s, excluded)"]
+    for name in ("external", "dark"):
+        x = p[name]
+        out.append(f"  {name:<8} {x['us_per_tick']:>8.1f} µs per Tick; with an OracleUpdate per market "
+                   f"{x['oracle_round_us']:>8.1f} µs a round = {x['core_share_at_1_tick_per_s']:.3%} of a core"
+                   f"{'' if x['ok'] else '  CHECK FAILED: ' + '; '.join(x['problems'])}")
+    return out
 
 
 def _row(name: str, r: dict) -> str:
@@ -491,7 +513,7 @@ def render(r: dict) -> str:
          f"together: {svc['with_simulated_poll_core_share']:.2%} of a core; setup {svc['setup_s']:.1f} s, "
          f"run {svc['run_s']:.1f} s"),
         "",
-        f"3. engine pricing per tick: {r['engine_pricing']['note']}",
+        *_engine_lines(r["engine_pricing"]),
         "",
         "all checks passed" if r["ok"] else "CHECK FAILED: the service skipped ticks or published an incomplete tick",
     ]

@@ -37,7 +37,9 @@ def test_main_prints_one_json_object_with_sane_figures(capsys):
     assert agg["target_core_share"] == 0.05 and isinstance(agg["met"], bool)
     assert 0 < agg["published_share"] <= 1 and 0 < svc["published_share"] <= 1
     assert svc["skipped_ticks"] == 0 and svc["quotes_per_tick"] > 0
-    assert result["engine_pricing"]["measured"] is False
+    engine = result["engine_pricing"]
+    assert engine["external"]["ok"] and engine["dark"]["ok"] and engine["dark"]["dark"] is True
+    assert engine["external"]["markets"] == 4 and engine["dark"]["us_per_tick"] > 0
 
 
 def test_the_workload_is_seeded():
