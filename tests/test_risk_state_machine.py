@@ -30,8 +30,9 @@ After every rule, for each command it applied:
   traders alone may net receive what the fund pays.
 
 A last test runs the machine with a fixed seed and asserts that over a few hundred steps the
-streams reach funding settlements and liquidations, on the book and by the backstop, so that
-the machine cannot quietly stop exercising them. ``AFTERHOURS_FUZZ_SCALE`` multiplies the
+streams reach funding settlements and liquidations (on the book, by the backstop, with
+auto-deleveraging, and the fund's work-off), so that the machine cannot quietly stop exercising
+them. ``AFTERHOURS_FUZZ_SCALE`` multiplies the
 number of examples.
 """
 
@@ -405,7 +406,8 @@ SEED, SEEDED_EXAMPLES, SEEDED_STEPS = 4, 20, 30
 
 def test_seeded_run_reaches_funding_and_liquidations(numba_warm):
     """With a fixed seed, over a few hundred steps the machine settles funding with money
-    moving both ways, and liquidates accounts both on the book and by the backstop. (The
+    moving both ways, liquidates accounts on the book and by the backstop, deleverages
+    counterparties of a bankruptcy and works the fund's positions off through the book. (The
     liquidation fee needs an IOC that fills, which is rarer; it is not required here.)"""
     TALLY.clear()
     run_state_machine_as_test(
