@@ -7,9 +7,10 @@ and hour settlement boundaries, so that funding is settled and accounts are liqu
 The markets, the strategies of abstract operations and their resolution into command records
 come from ``test_risk_differential`` (``RiskResolver``); cancels and amends also name orders
 from a bundle of the order ids seen in ACCEPTED events, and the accounts come from a bundle.
-Two rules steer the streams to the risk paths: ``trade`` (a resting order and one against it,
-large enough for margin to bind) and ``squeeze`` (withdraw all an account may, then move the
-oracle against its position in steps, ticking after each, until it is liquidated).
+Three rules steer the streams to the risk paths: ``trade`` (a resting order and one against it,
+large enough for margin to bind), ``squeeze`` (withdraw all an account may, then move the
+oracle against its position in steps, ticking after each, until it is liquidated) and ``gap``
+(the same, in one jump past bankruptcy).
 
 After every rule, for each command it applied:
 
@@ -306,6 +307,25 @@ class RiskStateMachine(RuleBasedStateMachine):
             events = self._op(("tick", ("dt", SECOND)))
             if (events["kind"] == EventKind.LIQUIDATION).any():
                 break
+        return multiple(*opened)
+
+    @rule(target=orders, i=st.integers(0, 1_000), lots=pair_sizes)
+    def gap(self, i, lots):
+        """Through bankruptcy at once: one account's position (after a trade of ``lots`` between
+        two accounts when none is open), drained to its withdrawal limit, then the oracle 30%
+        against it (NVDA's max price, +20%, against a short) and a tick a second later: the
+        backstop, and auto-deleveraging for what the fund cannot cover."""
+        self._begin()
+        opened = []
+        if not self._positions():
+            opened = self._trade(i % 2, i % 5, (i + 1) % 5, i // 2 % 2, Tif.GTC, Tif.IOC, 0, lots, 0)
+        if not self._positions():
+            return multiple(*opened)
+        a, m, size = self._positions()[i % len(self._positions())]
+        self._op(("withdraw", a, ("limit", 0), False))
+        move = ("bp", -3000) if size > 0 else ("abs", "max") if m == 0 else ("bp", 3000)
+        self._op(("oracle", m, move, False, SECOND))
+        self._op(("tick", ("dt", SECOND)))
         return multiple(*opened)
 
     @rule(jump=tick_jumps)
