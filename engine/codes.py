@@ -135,6 +135,8 @@ class LiquidationStep(IntEnum):
     BACKSTOP = 2  # the insurance fund takes the position at the mark: size = signed lots, price = mark
     COLLATERAL = 3  # what is left of the collateral goes to the fund: remaining = atoms (may be < 0)
     FEE = 4  # liquidation fee from the surplus to the fund: remaining = atoms
+    ADL = 5  # a counterparty closed against the fund at the mark: size = its signed lots closed, remaining = atoms paid
+    FUND_BOOK = 6  # the fund's IOC working its position off: oid, side, price = limit, size = sent, remaining = filled
 
 
 class CommandKind(IntEnum):

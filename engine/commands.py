@@ -366,7 +366,9 @@ class Liquidation(msgspec.Struct, tag="liquidation", frozen=True):
     ``side``, limit ``price_ticks``, ``size_lots`` sent, ``amount`` = lots filled), BACKSTOP
     (``size_lots`` = the signed position the fund took at ``price_ticks`` = mark), COLLATERAL
     (``amount`` = atoms handed to the fund, < 0 when the account was bankrupt), FEE (``amount``
-    = the liquidation fee in atoms)."""
+    = the liquidation fee in atoms), ADL (``account`` = the counterparty, ``side`` its closing
+    side, ``size_lots`` = its signed lots closed at ``price_ticks`` = mark, ``amount`` = atoms
+    it paid the fund), FUND_BOOK (the fund's IOC, ``account`` = the fund: as BOOK)."""
 
     cmd: int
     market: int

@@ -6,7 +6,8 @@ live orders), so tests run it on small engines after every command.
 Risk state (engine/risk.py): conservation to the atom ``Σ collateral (insurance fund
 included) + fees − Σ cost = deposits − withdrawals``; per market long lots = short lots =
 ``oi``; each position's order exposure (``bid_*``/``ask_*``) equals the sums over its
-account's resting orders; open-position counts agree. Sums are taken in Python integers,
+account's resting orders; open-position counts agree; the insurance fund never rests an order
+(its IOCs are filled or cancelled within their tick). Sums are taken in Python integers,
 so a wrapped int64 shows up as a broken equation rather than a silent one.
 """
 
@@ -116,6 +117,8 @@ def _check_risk(engine, resting: set[int]) -> None:
         assert not np.any(mkt["oi"]), "open interest while risk is off"
         return
     assert len(acc) == len(engine.acct_head) + 1, "the insurance fund row is missing"
+    fund = len(acc) - 1
+    assert all(int(engine.orders[s]["account"]) != fund for s in resting), "the insurance fund has a resting order"
     collateral = sum(int(x) for x in acc["collateral"])
     cost = sum(int(x) for x in pos["cost"].reshape(-1))
     fees, deposits, withdrawals = int(ctr[C_FEES]), int(ctr[C_DEPOSITS]), int(ctr[C_WITHDRAWALS])

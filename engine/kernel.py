@@ -84,10 +84,15 @@ def command_bound(c, mkt, count, acct_head, acct_count, ctr):
             return 6 + 2 * (count[m, 0] + count[m, 1])
     elif kind == K_TICK:
         # expiries, then per market a MODE, a re-centre and a MARK, funding per position and
-        # market, liquidations: every order cancelled or filled (with its level), a few per position
+        # market, liquidations: every order cancelled or filled (with its level), a few per position;
+        # ADL closes: each empties a position open at the start or opened by one of the tick's fills
+        # (at most the orders resting plus one per IOC), or is the last of its liquidation and market;
+        # the fund's work-off: per market its IOC, a partial fill, its level and the IOC's remainder
         nm = mkt.shape[0]
         return (4 + 2 * ctr[C_HEAP_N] + 8 * ctr[C_LIVE] + 5 * nm + ctr[C_NPOS]
-                + 8 * LIQUIDATIONS_PER_TICK * (nm + 1))
+                + 8 * LIQUIDATIONS_PER_TICK * (nm + 1)
+                + ctr[C_NPOS] + ctr[C_LIVE] + 2 * (LIQUIDATIONS_PER_TICK + 1) * nm
+                + 6 * nm)
     return 4
 
 

@@ -76,6 +76,8 @@ LQ_BOOK = int(LiquidationStep.BOOK)
 LQ_BACKSTOP = int(LiquidationStep.BACKSTOP)
 LQ_COLLATERAL = int(LiquidationStep.COLLATERAL)
 LQ_FEE = int(LiquidationStep.FEE)
+LQ_ADL = int(LiquidationStep.ADL)
+LQ_FUND_BOOK = int(LiquidationStep.FUND_BOOK)
 
 TIF_GTC = int(Tif.GTC)
 TIF_IOC = int(Tif.IOC)

@@ -1,7 +1,8 @@
-"""Liquidation prices: bankruptcy, abr, fillable and published liquidation price (§5).
+"""Liquidation maths (§5): bankruptcy, abr, fillable and published liquidation prices, and
+the exact comparisons and shares of auto-deleveraging.
 
-Layout: pure njit kernels over plain integers, no state; the waterfall itself (cancel, book
-liquidation, backstop, ADL) joins them here when the engine is wired.
+Layout: pure njit kernels over plain integers, no state; the waterfall itself is
+``engine.liquidator`` (cancel, book, backstop, the fund's work-off) and ``engine.adl``.
 
 Units: sizes in lots (signed: + long, − short, never 0), prices in ticks, money in atoms,
 ``atl`` = atoms per tick-lot (``units.atoms_per_tick_lot``), so a position's value per tick
@@ -93,3 +94,45 @@ def liquidation_price_ticks(size_lots, price_ticks, margin_available_atoms, atl,
     scaled = margin_available_atoms + (margin_available_atoms * side) // k  # ⌊avail·2L/k⌋
     dist = scaled // (mag * atl)
     return price_ticks - dist if size_lots > 0 else price_ticks + dist
+
+
+@njit(cache=True, _nrt=False)
+def fraction_cmp(num_a, den_a, num_b, den_b):
+    """Sign of ``num_a/den_a − num_b/den_b`` exactly, for ``num ≥ 0`` and ``den > 0``.
+
+    No products, so nothing overflows: integer parts first, then the remainders compared as
+    ``r_a/den_a`` against ``r_b/den_b`` ⟺ ``den_b/r_b`` against ``den_a/r_a`` (Euclid's steps).
+    """
+    while True:
+        qa = num_a // den_a
+        qb = num_b // den_b
+        if qa != qb:
+            return 1 if qa > qb else -1
+        ra = num_a - qa * den_a
+        rb = num_b - qb * den_b
+        if ra == 0 or rb == 0:
+            if ra == rb:
+                return 0
+            return 1 if ra > 0 else -1
+        num_a, den_a, num_b, den_b = den_b, rb, den_a, ra
+
+
+@njit(cache=True, _nrt=False)
+def ratio_cmp(num_a, den_a, num_b, den_b):
+    """Sign of ``num_a/den_a − num_b/den_b`` exactly, for any sign of ``num`` and ``den > 0``."""
+    if (num_a >= 0) != (num_b >= 0):
+        return 1 if num_a >= 0 else -1
+    if num_a >= 0:
+        return fraction_cmp(num_a, den_a, num_b, den_b)
+    return fraction_cmp(-num_b, den_b, -num_a, den_a)
+
+
+@njit(cache=True, _nrt=False)
+def pro_rata_ceil(total, part, whole):
+    """``⌈total·part / whole⌉`` for ``total ≥ 0`` and ``0 < part ≤ whole ≤ 3·10^9`` (lots).
+
+    ``total = Q·whole + R`` so that ``R·part < whole·part`` fits int64 (as ``apply_fill``).
+    """
+    q = total // whole
+    r = total - q * whole
+    return q * part - ((-r * part) // whole)

@@ -1,4 +1,4 @@
-"""The liquidation waterfall on the clock (mechanics.md §5, docs/risk.md "Liquidation").
+"""The liquidation waterfall on the clock (mechanics.md §5–§6, docs/risk.md "Liquidation").
 
 On each Tick with risk on, after funding, one pass over the accounts in ascending id finds
 those whose equity at the mark is below their maintenance margin (cross margin: the whole
@@ -14,10 +14,18 @@ account) and runs, for each, in order:
    fill in full, the insurance fund takes every position over at the mark, with what is left
    of the collateral (negative when the account is bankrupt: the fund pays). Taking over at the
    mark with the equity is the same transfer of value as taking over at the bankruptcy price.
+4. **Auto-deleveraging** (``engine.adl``): what the fund cannot cover of a bankruptcy is
+   collected by closing the positions just taken against ranked opposite positions.
 
 At most ``LIQUIDATIONS_PER_TICK`` accounts are liquidated per tick (in id order; the rest wait
-for the next tick), which bounds a tick's events. Positions the fund holds are not worked off
-through the book, and auto-deleveraging is not implemented: the fund's balance may go negative.
+for the next tick), which bounds a tick's events. After the scan the fund works its positions
+off through the book (``fund_work_off``): per market one reduce-only IOC of a fifth of it at
+the protection price. Every IOC here (``liquidation_ioc``) is filled or cancelled within the
+tick, so neither the liquidated accounts nor the fund ever rest an order.
+
+Known limitations: the fund's balance can still go negative, when ADL finds no counterparty
+with equity to pay, or through the fund's own losses on its work-off; the fund has no position
+limit of its own.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from engine.adl import auto_deleverage
 from engine.book import C_MODES, slot_alloc
 from engine.emit import emit
 from engine.kernel_consts import (
@@ -35,10 +44,13 @@ from engine.kernel_consts import (
     LQ_BOOK,
     LQ_COLLATERAL,
     LQ_FEE,
+    LQ_FUND_BOOK,
+    MODE_HALTED,
     PPM,
     STP_MAKER,
     TIF_IOC,
 )
+from engine.limits import protection_price
 from engine.liquidation import fillable_price_ticks
 from engine.matching import cancel_resting, finish_taker, match, new_order
 from engine.modes import liquidation_allowed
@@ -72,6 +84,28 @@ def liquidation_fee(acc, pos, mkt, a, m, lots):
 
 
 @njit(cache=True, _nrt=False)
+def liquidation_ioc(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                    acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a, m, side, price, lots, step):
+    """An IOC of account ``a`` (or the fund) that never rests: the LIQUIDATION event of ``step``
+    (oid, side, limit, lots sent, lots filled), then its fills. Returns (n, lots filled), or
+    (n, −1) with nothing done when no order slot is free."""
+    slot = slot_alloc(free, ctr)
+    if slot < 0:
+        return n, -1
+    zero = np.uint64(0)
+    oid = new_order(orders, ctr, slot, m, a, side, price, lots, TIF_IOC, STP_MAKER, 0, zero, zero, zero, zero)
+    n = emit(ev, n, E_LIQUIDATION, i, ts, m, a, oid, side, price, lots, 0, 0, step)
+    at = n - 1
+    n, stopped = match(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                       acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot)
+    filled = lots - orders[slot]["remaining"]
+    ev[at]["remaining"] = filled
+    n = finish_taker(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                     acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot, stopped, False)
+    return n, filled
+
+
+@njit(cache=True, _nrt=False)
 def book_step(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
               acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a):
     """IOCs at the fillable price, market by market; returns (n, every IOC filled in full)."""
@@ -97,20 +131,12 @@ def book_step(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ
             price = 1
         if price > mkt[m]["max_price"]:
             price = mkt[m]["max_price"]
-        slot = slot_alloc(free, ctr)
-        if slot < 0:
-            return n, False
         side = 1 if size > 0 else 0
-        zero = np.uint64(0)
-        oid = new_order(orders, ctr, slot, m, a, side, price, chunk, TIF_IOC, STP_MAKER, 0, zero, zero, zero, zero)
-        n = emit(ev, n, E_LIQUIDATION, i, ts, m, a, oid, side, price, chunk, 0, 0, LQ_BOOK)
-        at = n - 1
-        n, stopped = match(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                           acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot)
-        filled = chunk - orders[slot]["remaining"]
-        ev[at]["remaining"] = filled
-        n = finish_taker(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                         acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot, stopped, False)
+        n, filled = liquidation_ioc(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best,
+                                    count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a, m, side,
+                                    price, chunk, LQ_BOOK)
+        if filled < 0:
+            return n, False
         pos[a, m]["liq_ts"] = ts
         if filled < chunk:
             absorbed = False
@@ -162,7 +188,9 @@ def liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ
         eq = equity_atoms(acc, pos, mkt, a)
         mm = total_mm(pos, mkt, a)
     if acc[a]["npos"] > 0 and (below_two_thirds(eq, mm) or (eq < mm and not absorbed)):
+        first = n
         n = backstop(ev, n, i, ts, mkt, ctr, acc, pos, a)
+        n = auto_deleverage(ev, n, first, i, ts, mkt, ctr, acc, pos)
     return n
 
 
@@ -185,6 +213,31 @@ def liquidation_scan(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bit
                       acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a)
         done += 1
         if done == LIQUIDATIONS_PER_TICK:
+            break
+    return n
+
+
+@njit(cache=True, _nrt=False)
+def fund_work_off(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                  acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
+    """After the scan, per market in id order where the fund holds a position (HALTED markets
+    skipped): an IOC of the fund for a fifth of it, rounded up in lots, at the protection price
+    (mark ∓ the slippage, inside the band and ``[1, max_price]``). With no free order slot the
+    rest waits for the next tick."""
+    fund = acc.shape[0] - 1
+    for m in range(mkt.shape[0]):
+        size = pos[fund, m]["size"]
+        if size == 0 or mkt[m]["mode"] == MODE_HALTED:
+            continue
+        side = 1 if size > 0 else 0
+        price = protection_price(mkt, m, side)
+        if price > mkt[m]["max_price"]:
+            price = mkt[m]["max_price"]
+        lots = ceil_div(size if size > 0 else -size, PARTIAL_DIVISOR)
+        n, filled = liquidation_ioc(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best,
+                                    count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, fund, m,
+                                    side, price, lots, LQ_FUND_BOOK)
+        if filled < 0:
             break
     return n
 

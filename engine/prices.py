@@ -29,7 +29,7 @@ from engine.kernel_consts import (
     R_ORACLE_NOT_EXTERNAL,
     R_UNKNOWN_MARKET,
 )
-from engine.liquidator import liquidation_scan
+from engine.liquidator import fund_work_off, liquidation_scan
 from engine.market_state import move_mark
 from engine.modes import admin, mode_mark, oracle_update, tick_mode
 from engine.pricing import (
@@ -145,7 +145,7 @@ def tick_prices(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, su
     """The clock's price work, market by market in id order: with modes on the mode's work
     (engine.modes.tick_mode); the mark (a MARK event when it moved); with risk on the funding
     sample. HALTED markets are skipped. Then the hour's settlement, then the liquidation scan
-    (engine.liquidator)."""
+    and the insurance fund's work-off (engine.liquidator)."""
     risk = ctr[C_RISK] != 0
     modes = ctr[C_MODES] != 0
     for m in range(mkt.shape[0]):
@@ -168,6 +168,8 @@ def tick_prices(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, su
         n = settle_funding(ev, n, i, ts, mkt, acc, pos)
         n = liquidation_scan(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                              acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
+        n = fund_work_off(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                          acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
     return n
 
 

@@ -28,7 +28,8 @@ this one forms them whole):
     fee ``⌈notional·ppm / 1e6⌉`` (a rebate is negative); reducing a position removes the
     cost ``⌈cost·closing / |size|⌉``; IM ``⌈exposure / lev⌉``; MM the exact tier sum rounded
     up; funding credit ``⌊−size·oracle·atl·rate / 1e9⌋``; premiums, means and rates
-    truncated toward zero.
+    truncated toward zero; an ADL share ``⌈need·lots / lots left⌉``, and the ADL ranking
+    keys compared as ``Fraction`` s (the fast engine uses Euclid's steps instead).
 
 Invariants (``check_invariants``, between commands)
     Books are not crossed; a level is non-empty and its total is the sum of its orders'
@@ -37,7 +38,7 @@ Invariants (``check_invariants``, between commands)
     free slots and live slots partition ``range(max_orders)``. Risk: ``Σ collateral + fees
     − Σ cost = deposits − withdrawals``; long lots = short lots = OI per market; each
     position's order lots and notionals are the sums over its account's resting orders;
-    open-position counts agree.
+    open-position counts agree; the insurance fund has no open order.
 
 Known limitations
     Orders of magnitude slower than the numba engine; ``state_hash`` and the free stack cost
@@ -778,6 +779,7 @@ class ReferenceEngine(ModeRules, TriggerRules):
         if self._risk:
             self._settle_funding(ts)
             self._liquidation_scan(ts)
+            self._fund_work_off()
 
     # ------------------------------------------------------------------ liquidation (docs/risk.md)
 
@@ -810,7 +812,8 @@ class ReferenceEngine(ModeRules, TriggerRules):
             absorbed = self._liquidate_on_book(a, ts)
             equity, mm = self._equity(a), self.maintenance_margin(a)
         if self._account(a).npos > 0 and (_below_two_thirds(equity, mm) or (equity < mm and not absorbed)):
-            self._backstop(a)
+            taken, left = self._backstop(a)
+            self._auto_deleverage(taken, left)
 
     def _liquidate_on_book(self, a: int, ts: int) -> bool:
         """IOCs at the fillable price, market by market; True if each filled in full."""
@@ -829,21 +832,10 @@ class ReferenceEngine(ModeRules, TriggerRules):
             distance = (3 * gap // 2) // (abs(p.size) * m.atoms_per_tick_lot)
             price = m.mark - distance if p.size > 0 else m.mark + distance
             price = min(max(price, 1), m.max_price)
-            if not self._free:
-                return False
             side = Side.SELL if p.size > 0 else Side.BUY
-            slot = self._free.pop()
-            self._order_seq += 1
-            o = _Order((self._order_seq << SLOT_BITS) | slot, m.index, a, side, price, chunk, Tif.IOC,
-                       Stp.EXPIRE_MAKER, 0, NO_CLOID)
-            self._register(o)
-            self._emit(EventKind.LIQUIDATION, market=m.index, account=a, oid=o.oid, side=side, price=price,
-                       size=chunk, reason=LiquidationStep.BOOK)
-            at = len(self._events) - 1
-            stopped = self._match(m, o)
-            filled = chunk - o.remaining
-            self._events[at] = self._events[at][:12] + (filled,) + self._events[at][13:]
-            self._finish_taker(m, o, stopped)
+            filled = self._liquidation_ioc(a, m, side, price, chunk, LiquidationStep.BOOK)
+            if filled is None:
+                return False
             self._position_to_change(a, m.index).liq_ts = ts
             if filled < chunk:
                 absorbed = False
@@ -857,8 +849,30 @@ class ReferenceEngine(ModeRules, TriggerRules):
                                reason=LiquidationStep.FEE)
         return absorbed
 
-    def _backstop(self, a: int) -> None:
-        """The fund takes every position at the mark, then the collateral left."""
+    def _liquidation_ioc(self, a: int, m: _Market, side: int, price: int, lots: int, step: int) -> int | None:
+        """An IOC of account ``a`` (or the fund) that never rests: the LIQUIDATION event of
+        ``step`` (oid, side, limit, lots sent, lots filled), then its fills. Returns the lots
+        filled, or None when no order slot is free (nothing is done)."""
+        if not self._free:
+            return None
+        slot = self._free.pop()
+        self._order_seq += 1
+        o = _Order((self._order_seq << SLOT_BITS) | slot, m.index, a, side, price, lots, Tif.IOC,
+                   Stp.EXPIRE_MAKER, 0, NO_CLOID)
+        self._register(o)
+        self._emit(EventKind.LIQUIDATION, market=m.index, account=a, oid=o.oid, side=side, price=price,
+                   size=lots, reason=step)
+        at = len(self._events) - 1
+        stopped = self._match(m, o)
+        filled = lots - o.remaining
+        self._events[at] = self._events[at][:12] + (filled,) + self._events[at][13:]
+        self._finish_taker(m, o, stopped)
+        return filled
+
+    def _backstop(self, a: int) -> tuple[list[tuple[_Market, int]], int]:
+        """The fund takes every position at the mark, then the collateral left. Returns the
+        positions taken, ``(market, signed lots)`` in market order, and the collateral left."""
+        taken = []
         for m in self._markets:
             size = self._position(a, m.index).size
             if size == 0:
@@ -868,10 +882,75 @@ class ReferenceEngine(ModeRules, TriggerRules):
             self._apply_fill(self._insurance, m, _opposite(close), abs(size), m.mark, 0)
             self._emit(EventKind.LIQUIDATION, market=m.index, account=a, side=close, price=m.mark, size=size,
                        reason=LiquidationStep.BACKSTOP)
+            taken.append((m, size))
         acct = self._account_to_change(a)
         left, acct.collateral = acct.collateral, 0
         self._account_to_change(self._insurance).collateral += left
         self._emit(EventKind.LIQUIDATION, market=-1, account=a, remaining=left, reason=LiquidationStep.COLLATERAL)
+        return taken, left
+
+    # ------------------------------------------------------------------ auto-deleveraging (docs/risk.md)
+
+    def _auto_deleverage(self, taken: list[tuple[_Market, int]], left: int) -> None:
+        """What the fund cannot cover of a bankruptcy, ``need = min(−fund equity, −left)``, is
+        collected by closing the positions just taken against ranked counterparties, the
+        markets in id order, until nothing is needed or the taken positions are gone."""
+        need = min(-self._equity(self._insurance), -left)
+        for m, size in taken:
+            if need <= 0:
+                return
+            need = self._deleverage_market(m, size, need)
+
+    def _deleverage_market(self, m: _Market, taken: int, need: int) -> int:
+        """Close up to ``|taken|`` lots of the fund's position in ``m`` at the mark against the
+        opposite positions in ADL order; each counterparty pays ``⌈need·q / lots left⌉`` for
+        its ``q`` lots, at most its equity. Returns what is still needed."""
+        fund = self._insurance
+        sign = 1 if taken > 0 else -1
+        left = min(abs(taken), max(sign * self._position(fund, m.index).size, 0))
+        fund_side = Side.SELL if sign > 0 else Side.BUY
+        for c in self._adl_order(m, sign):
+            if left == 0 or need <= 0:
+                break
+            q = min(abs(self._position(c, m.index).size), left)
+            self._apply_fill(fund, m, fund_side, q, m.mark, 0)
+            self._apply_fill(c, m, _opposite(fund_side), q, m.mark, 0)
+            paid = min(_ceil_div(need * q, left), max(self._equity(c), 0))
+            self._account_to_change(c).collateral -= paid
+            self._account_to_change(fund).collateral += paid
+            need -= paid
+            left -= q
+            self._emit(EventKind.LIQUIDATION, market=m.index, account=c, side=_opposite(fund_side), price=m.mark,
+                       size=-sign * q, remaining=paid, reason=LiquidationStep.ADL)
+        return need
+
+    def _adl_order(self, m: _Market, sign: int) -> list[int]:
+        """Accounts (not the fund) with a position in ``m`` of sign ``−sign`` and positive
+        equity, best first: by ``uPnL of the position / equity`` descending (PnL ratio on the
+        mark value × effective leverage), then ascending account."""
+        ranked = []
+        for (c, mi), p in self._positions.items():
+            if mi != m.index or c == self._insurance or p.size * sign >= 0:
+                continue
+            equity = self._equity(c)
+            if equity > 0:
+                upnl = p.size * m.mark * m.atoms_per_tick_lot - p.cost
+                ranked.append((-Fraction(upnl, equity), c))
+        return [c for _, c in sorted(ranked)]
+
+    def _fund_work_off(self) -> None:
+        """Per market in id order where the fund holds a position (HALTED markets skipped): an
+        IOC of a fifth of it (rounded up) at the protection price (mark ∓ the slippage, inside
+        the band and ``[1, max_price]``). No free order slot: the rest waits for the next tick."""
+        for m in self._markets:
+            size = self._position(self._insurance, m.index).size
+            if size == 0 or m.mode == MarketMode.HALTED:
+                continue
+            side = Side.SELL if size > 0 else Side.BUY
+            price = min(max(m.protection_price(side), 1), m.max_price)
+            lots = _ceil_div(abs(size), PARTIAL_DIVISOR)
+            if self._liquidation_ioc(self._insurance, m, side, price, lots, LiquidationStep.FUND_BOOK) is None:
+                return
 
     def _oracle(self, cmd: _Cmd) -> None:
         code = self._oracle_code(cmd)
@@ -1538,6 +1617,7 @@ class ReferenceEngine(ModeRules, TriggerRules):
                      f"account {a} market {mi}: order exposure differs from its resting orders")
             _require(p.size != 0 or p.cost == 0, f"account {a} market {mi}: a cost basis without a position")
         _require(not expected, "resting orders missing from their positions' exposure")
+        _require(self._insurance not in self._by_account, "the insurance fund has an open order")
         for a, acct in self._accounts.items():
             npos = sum(1 for (b, _), p in self._positions.items() if b == a and p.size != 0)
             _require(acct.npos == npos, f"account {a}: npos {acct.npos}, open positions {npos}")

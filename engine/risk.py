@@ -22,8 +22,8 @@ most ``MAX_POSITION_LOTS`` (so two sizes multiply inside int64); an account's to
 markets' ``max_price`` is at most ``2^62`` atoms; the pre-trade check enforces both, so
 equity, costs and margins never overflow.
 
-Known limitations: cross margin only (isolated margin, reduce-only, triggers and ADL are not
-here yet); checks are O(markets) per order because positions are dense.
+Known limitations: cross margin only (isolated margin, reduce-only and triggers are not here
+yet); checks are O(markets) per order because positions are dense.
 """
 
 from __future__ import annotations

@@ -64,13 +64,17 @@ def test_when_the_book_cannot_absorb_the_fund_takes_the_position(make_engine):
     engine = long_alice(make_engine)
     arrange(engine, [bid(CAROL, "10", "93.10"), OracleUpdate(market=0, price=Decimal("93.50"), ts_ns=2 * SECOND)])
     steps = liquidations(apply_checked(engine, [Tick(ts_ns=3 * SECOND)]))
-    assert [s.step for s in steps] == [LiquidationStep.BOOK, LiquidationStep.BACKSTOP, LiquidationStep.COLLATERAL]
+    assert [s.step for s in steps] == [LiquidationStep.BOOK, LiquidationStep.BACKSTOP, LiquidationStep.COLLATERAL,
+                                       LiquidationStep.FUND_BOOK]
     assert steps[0].amount == 0  # nothing at or above the fillable 93.19
     assert (steps[1].size_lots, steps[1].price_ticks) == (10_000, 9350)
     assert steps[2].amount == 44_650_000  # 109.65 − 65 of loss at the mark
     assert engine.position(ALICE, 0).size_lots == 0 and engine.collateral(ALICE) == 0
-    assert engine.position(RISK.max_accounts, 0).size_lots == 10_000  # the fund's record
-    assert engine.insurance_fund() == 44_650_000
+    # after the scan the fund sells a fifth of what it took, down to 93.50 − ⌊5%⌋ = 88.83: CAROL's bid
+    assert (steps[3].price_ticks, steps[3].size_lots, steps[3].amount) == (8883, 2_000, 2_000)
+    assert engine.position(RISK.max_accounts, 0).size_lots == 8_000  # the fund's record
+    # 44.65, less 0.40 a share on 2 shares and the taker fee ⌈186.20 × 0.035%⌉
+    assert engine.insurance_fund() == 44_650_000 - 800_000 - 65_170
 
 
 def test_a_fully_absorbed_book_liquidation_leaves_the_rest_with_the_trader(make_engine):
@@ -91,21 +95,25 @@ def test_deep_below_maintenance_cancels_the_orders_and_goes_straight_to_the_fund
     events = apply_checked(engine, [Tick(ts_ns=3 * SECOND)])
     assert isinstance(events[0], Cancelled) and events[0].reason == CancelReason.LIQUIDATION
     steps = liquidations(events)
-    assert [s.step for s in steps] == [LiquidationStep.BACKSTOP, LiquidationStep.COLLATERAL]
+    assert [s.step for s in steps] == [LiquidationStep.BACKSTOP, LiquidationStep.COLLATERAL,
+                                       LiquidationStep.FUND_BOOK]
     assert (steps[0].size_lots, steps[0].price_ticks, steps[1].amount) == (10_000, 9100, 19_650_000)
+    assert steps[2].amount == 0  # no bids for the fund's work-off
     assert engine.open_orders(ALICE) == [] and engine.collateral(ALICE) == 0
     assert engine.insurance_fund() == 19_650_000
 
 
-def test_a_gap_past_bankruptcy_is_paid_by_the_fund(make_engine):
+def test_a_gap_past_bankruptcy_is_paid_by_the_fund_then_collected_from_the_short(make_engine):
     engine = long_alice(make_engine)
     arrange(engine, [OracleUpdate(market=0, price=Decimal(70), ts_ns=2 * SECOND)])
     events = apply_checked(engine, [Tick(ts_ns=3 * SECOND)])
     steps = liquidations(events)
-    assert [s.step for s in steps] == [LiquidationStep.BACKSTOP, LiquidationStep.COLLATERAL]
+    assert [s.step for s in steps] == [LiquidationStep.BACKSTOP, LiquidationStep.COLLATERAL, LiquidationStep.ADL]
     assert steps[1].amount == 109_650_000 - 300 * USD  # the fund pays the loss beyond the collateral
-    assert engine.insurance_fund() == steps[1].amount < 0
-    assert engine.position(RISK.max_accounts, 0).size_lots == 10_000
+    # the fund had nothing: BOB, the only short, closes at the mark against it and pays it all back
+    assert (steps[2].account, steps[2].size_lots, steps[2].price_ticks, steps[2].amount) == \
+        (BOB, -10_000, 7000, -steps[1].amount)
+    assert engine.insurance_fund() == 0 and engine.position(RISK.max_accounts, 0).size_lots == 0
     assert engine.collateral(ALICE) == 0 and engine.equity(ALICE) == 0
 
 

@@ -1,4 +1,5 @@
-"""engine.liquidation price kernels against exact Fractions (mechanics.md §5)."""
+"""engine.liquidation kernels against exact Fractions (mechanics.md §5): the prices, and the
+exact comparison and pro-rata share of auto-deleveraging."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from engine.liquidation import (
     bankruptcy_price_ticks,
     fillable_price_ticks,
     liquidation_price_ticks,
+    pro_rata_ceil,
+    ratio_cmp,
 )
+from engine.spec import MAX_POSITION_LOTS
 
 INT64_MAX = (1 << 63) - 1
 BOUND = (1 << 62) - 1  # |price|, |equity|, |margin_available| bound of the module
@@ -162,3 +166,71 @@ def test_liquidation_price_is_the_maintenance_crossing(sz, price, atl, avail, ma
     p = liquidation_price_ticks(size, price, avail, atl, max_lev)
     beyond = p - 1 if size > 0 else p + 1
     assert excess(p) >= 0 and excess(beyond) < 0  # never late, and exactly one tick early at most
+
+
+# --- auto-deleveraging: ranking comparison and shares -----------------------------------
+
+
+def sign(x) -> int:
+    return (x > 0) - (x < 0)
+
+
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        ((90, 130), (116, 216), 1),  # 0.692 > 0.537
+        ((3, 9), (1, 3), 0),  # equal keys: the caller breaks the tie by account
+        ((0, 5), (0, 7), 0),
+        ((1, 10**18), (0, 1), 1),
+        ((-1, 10**18), (0, 1), -1),
+        ((-2, 3), (-3, 4), 1),  # −0.667 > −0.75
+        ((BOUND, BOUND - 1), (BOUND - 1, BOUND - 2), -1),  # 1 + 1/(B−1) < 1 + 1/(B−2)
+    ],
+)
+def test_ratio_cmp_table(a, b, expected):
+    assert ratio_cmp(a[0], a[1], b[0], b[1]) == expected
+    assert ratio_cmp(b[0], b[1], a[0], a[1]) == -expected
+
+
+signed_money = st.integers(-BOUND, BOUND)
+positive_money = st.integers(1, BOUND)
+
+
+@given(signed_money, positive_money, signed_money, positive_money)
+def test_ratio_cmp_is_exact(na, da, nb, db):
+    assert ratio_cmp(na, da, nb, db) == sign(Fraction(na, da) - Fraction(nb, db))
+
+
+@given(signed_money, positive_money, st.integers(1, 1 << 20))
+def test_ratio_cmp_sees_equal_fractions_in_other_terms(num, den, k):
+    """``num/den`` against ``(num·k)/(den·k)`` and its neighbours one unit away."""
+    if abs(num) * k > BOUND or den * k > BOUND:
+        return
+    assert ratio_cmp(num, den, num * k, den * k) == 0
+    assert ratio_cmp(num, den, num * k + 1, den * k) == -1
+    assert ratio_cmp(num, den, num * k - 1, den * k) == 1
+
+
+lots = st.integers(1, MAX_POSITION_LOTS)
+
+
+@given(st.integers(0, BOUND), lots, lots)
+def test_pro_rata_share_is_the_exact_share_rounded_up(total, part, whole):
+    part, whole = min(part, whole), max(part, whole)
+    assert pro_rata_ceil(total, part, whole) == math.ceil(Fraction(total * part, whole))
+
+
+@given(st.integers(0, BOUND), st.lists(st.integers(1, MAX_POSITION_LOTS // 8), min_size=1, max_size=8))
+def test_sequential_shares_add_up_to_the_whole_need(need, closes):
+    """ADL's shares: each ``⌈need left · q / lots left⌉`` of what is still needed; the last close
+    pays exactly the rest, so the sum is the need, and every share is less than one atom above
+    its exact part of the original need (what was rounded up before only lowers the rest)."""
+    whole = sum(closes)
+    left, remaining, paid = need, whole, []
+    for q in closes:
+        share = pro_rata_ceil(left, q, remaining)
+        paid.append(share)
+        left -= share
+        remaining -= q
+    assert sum(paid) == need and left == 0
+    assert all(share < Fraction(need * q, whole) + 1 for share, q in zip(paid, closes))

@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_differential import assert_same_events
 
-from engine.codes import CommandKind, EventKind, Reject, Tif
+from engine.codes import CommandKind, EventKind, LiquidationStep, Reject, Tif
 from engine.commands import (
     COMMAND_DTYPE,
     Deposit,
@@ -472,7 +472,8 @@ RISK_CODES = {Reject.AMOUNT_INVALID, Reject.ORACLE_PRICE_INVALID, Reject.PRICE_A
 def test_seeded_long_risk_stream_in_batches_of_varying_sizes():
     """Several thousand operations, applied in chunks of 1 to 400 units per ``apply`` call (the
     resolver sees the state at the start of each chunk, so some references go stale); the
-    stream must reach every risk event and reject, and both engines agree throughout."""
+    stream must reach every risk event and reject and every liquidation step (the book, its fee,
+    the backstop, auto-deleveraging, the fund's work-off), and both engines agree throughout."""
     rng, sizes = np.random.default_rng(20_250_101), np.random.default_rng(11)
     fast, slow = Engine(SPECS, RISK), ReferenceEngine(SPECS, RISK)
     resolver = RiskResolver(RISK)
@@ -501,6 +502,9 @@ def test_seeded_long_risk_stream_in_batches_of_varying_sizes():
     assert RISK_CODES <= codes, f"never produced: {sorted(Reject(c).name for c in RISK_CODES - codes)}"
     funding = everything[everything["kind"] == EventKind.FUNDING]
     assert (funding["remaining"] > 0).any() and (funding["remaining"] < 0).any(), "funding never flowed both ways"
+    steps = set(everything[everything["kind"] == EventKind.LIQUIDATION]["reason"].tolist())
+    missing = sorted(step.name for step in LiquidationStep if step not in steps)
+    assert not missing, f"liquidation steps never reached: {missing}"
 
 
 # ---------------------------------------------------------------------------- edges to the atom
@@ -654,3 +658,39 @@ def test_account_and_oracle_commands_rejected_in_conversion_or_with_risk_off(con
                       rejected(Reject.UNKNOWN_ACCOUNT) if config.risk else disabled,
                       LEVERAGE if config.risk else disabled,
                       (int(EventKind.MARK), 0)]
+
+
+# ---------------------------------------------------------------------------- auto-deleveraging
+
+# (deposit USD, lots, ask offset from 100.00 in ticks) of each short; few values, so that
+# shorts alike in every number (equal ADL keys, decided by account id) are common
+shorts = st.lists(st.tuples(st.sampled_from([20, 40, 75, 150]), st.sampled_from([1_103, 2_503, 7_919]),
+                            st.sampled_from([-150, -1, 0, 97])), min_size=1, max_size=4)
+
+
+@settings(max_examples=40 * SCALE, **FUZZ)
+@given(shorts, st.integers(0, 20 * USD), st.sampled_from([500, 1_500, 3_000]),
+       st.lists(st.integers(0, 250), max_size=3), st.integers(1, 4))
+def test_gaps_through_bankruptcy_agree_on_adl_order_shares_and_the_work_off(shorts, spare, drop_bp, bid_offsets,
+                                                                         ticks):
+    """Accounts 1–4 rest asks (one per short); account 0 takes them all on its initial margin at
+    20× plus ``spare``; the oracle falls ``drop_bp``; the whale bids a little below the new mark
+    (something for the fund to sell to); then ``ticks`` ticks liquidate account 0, deleverage the
+    shorts and work the fund's position off. Both engines agree throughout (events, hash,
+    queries); afterwards no account holding a position has negative equity."""
+    both = Both()
+    both.apply(oracle(0, 10_000), deposit(WHALE, 10**6 * USD))
+    total = 0
+    for k, (usd, lots, offset) in enumerate(shorts):
+        both.apply(deposit(1 + k, usd * USD), place(1 + k, 0, 1, 10_000 + offset, lots))
+        total += lots
+    limit = 10_256  # the top of the band at 100.00
+    both.apply(deposit(0, -(-total * limit // 20) + spare), place(0, 0, 0, limit, total, Tif.IOC))
+    assert both.slow.position(0, 0).size_lots == total
+    low = 10_000 - drop_bp
+    both.apply(oracle(0, low), *(place(WHALE, 0, 0, low - offset, 1_103) for offset in bid_offsets))
+    for _ in range(ticks):
+        both.apply((CommandKind.TICK, {}))
+    for a in range(RISK.max_accounts):
+        if both.slow.position(a, 0).size_lots != 0:
+            assert both.slow.equity(a) >= 0, f"account {a} holds a position with negative equity"

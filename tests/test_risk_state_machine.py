@@ -7,9 +7,10 @@ and hour settlement boundaries, so that funding is settled and accounts are liqu
 The markets, the strategies of abstract operations and their resolution into command records
 come from ``test_risk_differential`` (``RiskResolver``); cancels and amends also name orders
 from a bundle of the order ids seen in ACCEPTED events, and the accounts come from a bundle.
-Two rules steer the streams to the risk paths: ``trade`` (a resting order and one against it,
-large enough for margin to bind) and ``squeeze`` (withdraw all an account may, then move the
-oracle against its position in steps, ticking after each, until it is liquidated).
+Three rules steer the streams to the risk paths: ``trade`` (a resting order and one against it,
+large enough for margin to bind), ``squeeze`` (withdraw all an account may, then move the
+oracle against its position in steps, ticking after each, until it is liquidated) and ``gap``
+(the same, in one jump past bankruptcy).
 
 After every rule, for each command it applied:
 
@@ -30,8 +31,9 @@ After every rule, for each command it applied:
   traders alone may net receive what the fund pays.
 
 A last test runs the machine with a fixed seed and asserts that over a few hundred steps the
-streams reach funding settlements and liquidations, on the book and by the backstop, so that
-the machine cannot quietly stop exercising them. ``AFTERHOURS_FUZZ_SCALE`` multiplies the
+streams reach funding settlements and liquidations (on the book, by the backstop, with
+auto-deleveraging, and the fund's work-off), so that the machine cannot quietly stop exercising
+them. ``AFTERHOURS_FUZZ_SCALE`` multiplies the
 number of examples.
 """
 
@@ -307,6 +309,25 @@ class RiskStateMachine(RuleBasedStateMachine):
                 break
         return multiple(*opened)
 
+    @rule(target=orders, i=st.integers(0, 1_000), lots=pair_sizes)
+    def gap(self, i, lots):
+        """Through bankruptcy at once: one account's position (after a trade of ``lots`` between
+        two accounts when none is open), drained to its withdrawal limit, then the oracle 30%
+        against it (NVDA's max price, +20%, against a short) and a tick a second later: the
+        backstop, and auto-deleveraging for what the fund cannot cover."""
+        self._begin()
+        opened = []
+        if not self._positions():
+            opened = self._trade(i % 2, i % 5, (i + 1) % 5, i // 2 % 2, Tif.GTC, Tif.IOC, 0, lots, 0)
+        if not self._positions():
+            return multiple(*opened)
+        a, m, size = self._positions()[i % len(self._positions())]
+        self._op(("withdraw", a, ("limit", 0), False))
+        move = ("bp", -3000) if size > 0 else ("abs", "max") if m == 0 else ("bp", 3000)
+        self._op(("oracle", m, move, False, SECOND))
+        self._op(("tick", ("dt", SECOND)))
+        return multiple(*opened)
+
     @rule(jump=tick_jumps)
     def tick(self, jump):
         """A tick a few seconds on, at a 5 s sample boundary ±1 ns, at an hour ±1 ns, minutes
@@ -405,7 +426,8 @@ SEED, SEEDED_EXAMPLES, SEEDED_STEPS = 4, 20, 30
 
 def test_seeded_run_reaches_funding_and_liquidations(numba_warm):
     """With a fixed seed, over a few hundred steps the machine settles funding with money
-    moving both ways, and liquidates accounts both on the book and by the backstop. (The
+    moving both ways, liquidates accounts on the book and by the backstop, deleverages
+    counterparties of a bankruptcy and works the fund's positions off through the book. (The
     liquidation fee needs an IOC that fills, which is rarer; it is not required here.)"""
     TALLY.clear()
     run_state_machine_as_test(
