@@ -13,8 +13,10 @@ int64) happens during conversion and is carried in the record's ``pre_reject`` f
 the engine still reports it in order as a ``Rejected`` event and both engines agree.
 
 Record conventions: ``price``/``size`` 0 in an amend means "unchanged"; ``oid`` 0 means
-"no order id" (then the client order id is used); ``expires_at`` 0 means no expiry; a
-client order id is up to 32 bytes packed little-endian into ``cloid0..3`` (all zero = none).
+"no order id" (then the client order id is used); ``expires_at`` 0 means no expiry (in a
+schedule-cancel record: the deadline, 0 = none); ``flags`` holds a place's ``OrderFlag``
+bits; a client order id is up to 32 bytes packed little-endian into ``cloid0..3`` (all
+zero = none).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from engine.codes import (
     LiquidationStep,
     MarketMode,
     OracleFlag,
+    OrderFlag,
     Reject,
     Side,
     Stp,
@@ -50,6 +53,10 @@ COMMAND_DTYPE = np.dtype(
         ("pre_reject", np.int32),
         ("market", np.int32),
         ("account", np.int32),
+        # OrderFlag bits of a place. A whole word keeps the record free of padding bytes, which
+        # numpy's structured copies (np.concatenate, say) leave uninitialised, and the journal
+        # stores the raw bytes of records.
+        ("flags", np.int64),
         ("price", np.int64),
         ("size", np.int64),
         ("oid", np.int64),
@@ -97,7 +104,8 @@ _STPS = {"expire_maker": Stp.EXPIRE_MAKER, "expire_taker": Stp.EXPIRE_TAKER, "ex
 
 
 class Place(msgspec.Struct, tag="place", frozen=True, forbid_unknown_fields=True):
-    """A new order. ``order_type="market"`` is an IOC at the protection price; give no price."""
+    """A new order. ``order_type="market"`` is an IOC at the protection price; give no price.
+    ``reduce_only``: it may only reduce the account's position (risk engines; docs/risk.md)."""
 
     market: int
     account: int
@@ -110,6 +118,7 @@ class Place(msgspec.Struct, tag="place", frozen=True, forbid_unknown_fields=True
     cloid: str | None = None
     expires_at_ns: int = 0
     ts_ns: int = 0
+    reduce_only: bool = False
 
 
 class Cancel(msgspec.Struct, tag="cancel", frozen=True, forbid_unknown_fields=True):
@@ -207,6 +216,16 @@ class MarketAdmin(msgspec.Struct, tag="market_admin", frozen=True, forbid_unknow
     ts_ns: int = 0
 
 
+class ScheduleCancel(msgspec.Struct, tag="schedule_cancel", frozen=True, forbid_unknown_fields=True):
+    """The dead-man switch (risk engines): at the first Tick at or after ``at_ns`` every open
+    order of the account is cancelled, unless a later ScheduleCancel moves the deadline;
+    ``at_ns=0`` clears it."""
+
+    account: int
+    at_ns: int
+    ts_ns: int = 0
+
+
 Action = Union[Place, Cancel, Amend]
 
 
@@ -218,7 +237,7 @@ class Batch(msgspec.Struct, tag="batch", frozen=True, forbid_unknown_fields=True
 
 
 Command = Union[Place, Cancel, CancelAll, Amend, SetMark, Tick, Batch, Deposit, Withdraw, SetLeverage, OracleUpdate,
-                MarketAdmin]
+                MarketAdmin, ScheduleCancel]
 
 
 # ---------------------------------------------------------------------------- events
@@ -375,8 +394,16 @@ class Mode(msgspec.Struct, tag="mode", frozen=True):
     band_high_ticks: int
 
 
+class Schedule(msgspec.Struct, tag="schedule", frozen=True):
+    """An account's dead-man deadline was set (``at_ns``) or cleared (0)."""
+
+    cmd: int
+    account: int
+    at_ns: int
+
+
 Event = Union[Accepted, Rejected, Fill, Cancelled, Expired, Amended, Level, Balance, Leverage, Mark, Funding,
-              FundingRate, Liquidation, Mode]
+              FundingRate, Liquidation, Mode, Schedule]
 
 
 class OpenOrder(msgspec.Struct, frozen=True):
@@ -392,6 +419,7 @@ class OpenOrder(msgspec.Struct, frozen=True):
     stp: int
     expires_at_ns: int
     cloid: str | None
+    reduce_only: bool = False
 
 
 def events_to_structs(events: np.ndarray) -> list[Event]:
@@ -427,6 +455,8 @@ def events_to_structs(events: np.ndarray) -> list[Event]:
             out.append(Liquidation(cmd, market, account, LiquidationStep(reason), oid, side, price, size, remaining))
         elif kind == EventKind.MODE:
             out.append(Mode(cmd, market, MarketMode(reason), price, oid, size, remaining))
+        elif kind == EventKind.SCHEDULE:
+            out.append(Schedule(cmd, account, size))
         else:
             raise AssertionError(f"unknown event kind {kind}")
     return out
@@ -510,7 +540,7 @@ class _Writer:
 
 
 _SINGLE_COMMANDS = (Place, Cancel, CancelAll, Amend, SetMark, Tick, Deposit, Withdraw, SetLeverage, OracleUpdate,
-                    MarketAdmin)
+                    MarketAdmin, ScheduleCancel)
 _ADMIN_ACTIONS = {"halt": AdminAction.HALT, "resume": AdminAction.RESUME, "list": AdminAction.LIST}
 
 
@@ -528,6 +558,10 @@ def _write(cmd: Command, rec: np.void, specs: Sequence[MarketSpec]) -> None:
         w.enum("stp", cmd.stp, _STPS)
         w.cloid(cmd.cloid)
         w.int_field("expires_at", cmd.expires_at_ns, Reject.VALUE_OVERFLOW, 0, units.INT64_MAX)
+        if not isinstance(cmd.reduce_only, bool):
+            w.fail(Reject.BAD_FIELD)
+        elif cmd.reduce_only:
+            rec["flags"] = int(OrderFlag.REDUCE_ONLY)
         if cmd.order_type == "market":
             rec["tif"] = Tif.MARKET
             if cmd.price is not None:
@@ -588,6 +622,10 @@ def _write(cmd: Command, rec: np.void, specs: Sequence[MarketSpec]) -> None:
         rec["kind"] = CommandKind.DEPOSIT if isinstance(cmd, Deposit) else CommandKind.WITHDRAW
         w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)
         w.decimal_field("size", cmd.amount, Decimal(1) / units.ATOMS_PER_USD, _to_atoms)
+    elif isinstance(cmd, ScheduleCancel):
+        rec["kind"] = CommandKind.SCHEDULE_CANCEL
+        w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)
+        w.int_field("expires_at", cmd.at_ns, Reject.VALUE_OVERFLOW, 0, units.INT64_MAX)
     elif isinstance(cmd, SetLeverage):
         rec["kind"] = CommandKind.SET_LEVERAGE
         w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)

@@ -42,6 +42,7 @@ from engine.kernel_consts import (
 from engine.liquidation import fillable_price_ticks
 from engine.matching import cancel_resting, finish_taker, match, new_order
 from engine.modes import liquidation_allowed
+from engine.reduce_only import cancel_stale_reduce_only
 from engine.risk import apply_fill, ceil_div, equity_atoms, position_notional, total_mm
 
 LIQUIDATIONS_PER_TICK = 64
@@ -102,7 +103,8 @@ def book_step(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ
             return n, False
         side = 1 if size > 0 else 0
         zero = np.uint64(0)
-        oid = new_order(orders, ctr, slot, m, a, side, price, chunk, TIF_IOC, STP_MAKER, 0, zero, zero, zero, zero)
+        oid = new_order(orders, ctr, slot, m, a, side, price, chunk, TIF_IOC, STP_MAKER, 0, 0, zero, zero, zero,
+                        zero)
         n = emit(ev, n, E_LIQUIDATION, i, ts, m, a, oid, side, price, chunk, 0, 0, LQ_BOOK)
         at = n - 1
         n, stopped = match(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
@@ -111,6 +113,8 @@ def book_step(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ
         ev[at]["remaining"] = filled
         n = finish_taker(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                          acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot, stopped, False)
+        n = cancel_stale_reduce_only(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                                     acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
         pos[a, m]["liq_ts"] = ts
         if filled < chunk:
             absorbed = False
