@@ -60,6 +60,7 @@ ORDER_DTYPE = np.dtype(
         ("tif", np.uint8),
         ("stp", np.uint8),
         ("live", np.uint8),
+        ("flags", np.uint8),  # OrderFlag bits (REDUCE_ONLY)
     ],
     align=True,
 )
@@ -142,9 +143,12 @@ C_FEES = 9  # fee account balance (atoms)
 C_NPOS = 10  # open positions (non-zero sizes), all accounts and markets
 C_CLOCK = 11  # the last Tick's timestamp
 C_MODES = 12  # 1 when EngineConfig.modes is on
-C_NTRIG = 14  # live trigger orders
-C_TRIG_SEQ = 15  # trigger ids issued
-N_COUNTERS = 16
+C_DMS = 13  # accounts with a dead-man deadline (acc["dms_at"] != 0)
+C_RO = 14  # resting reduce-only orders, all accounts and markets
+C_RO_DUE = 15  # 1 + the market where a fill closed or flipped a position with reduce-only orders; 0: none
+C_NTRIG = 16  # live trigger orders
+C_TRIG_SEQ = 17  # trigger ids issued
+N_COUNTERS = 24
 
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _ONE = np.uint64(1)

@@ -43,6 +43,7 @@ class Reject(IntEnum):
     ORACLE_PRICE_INVALID = 1022
     PRICE_ABOVE_MAX = 1023
     LEVERAGE_INVALID = 1024
+    DEADLINE_IN_PAST = 1025
     TRIGGER_PRICE_INVALID = 1026
 
     INSUFFICIENT_MARGIN = 2001
@@ -50,6 +51,7 @@ class Reject(IntEnum):
     WITHDRAW_TOO_LARGE = 2003
     LEVERAGE_NEEDS_MARGIN = 2004
     OI_CAP_REACHED = 2005
+    REDUCE_ONLY_WOULD_INCREASE = 2006
     TRIGGER_NEEDS_POSITION = 2007
 
     FOK_NOT_FILLABLE = 3001
@@ -95,12 +97,14 @@ MESSAGES: dict[Reject, str] = {
     Reject.ORACLE_PRICE_INVALID: "The oracle price must be positive and at most the market's max_price.",
     Reject.PRICE_ABOVE_MAX: "The price is above the market's max_price.",
     Reject.LEVERAGE_INVALID: "Leverage must be a whole number from 1 to the maximum of the position's margin tier.",
+    Reject.DEADLINE_IN_PAST: "The dead-man deadline must be after the time the command was received (0 clears it).",
     Reject.TRIGGER_PRICE_INVALID: "The trigger price must be positive and at most 2^40 ticks.",
     Reject.INSUFFICIENT_MARGIN: "The account's available margin does not cover the initial margin this order adds.",
     Reject.POSITION_LIMIT: "The order could take the position (or the account's total) beyond the engine's position limit.",
     Reject.WITHDRAW_TOO_LARGE: "The withdrawal exceeds the collateral, or would leave equity below max(total initial margin, 10% of position notional).",
     Reject.LEVERAGE_NEEDS_MARGIN: "At this leverage the account's initial margin would exceed its equity.",
     Reject.OI_CAP_REACHED: "The market's open-interest cap is reached (a quarter of it while the market is dark): only orders that reduce a position are accepted.",
+    Reject.REDUCE_ONLY_WOULD_INCREASE: "The reduce-only order would open or add to a position: it needs an open position on the other side in that market.",
     Reject.TRIGGER_NEEDS_POSITION: "A position TP/SL (no size) needs an open position that an order on its side would close.",
     Reject.FOK_NOT_FILLABLE: "The fill-or-kill order cannot be filled in full right now; nothing was done.",
     Reject.POST_ONLY_WOULD_CROSS: "The post-only order would take liquidity; it was not placed.",
@@ -128,6 +132,8 @@ class CancelReason(IntEnum):
     CANCEL_ALL = 5
     OUT_OF_WINDOW = 6
     LIQUIDATION = 7
+    DEAD_MAN = 8  # the account's dead-man deadline passed (ScheduleCancel)
+    REDUCE_ONLY = 9  # a reduce-only order with no position left to reduce (it closed or flipped)
 
 
 class LiquidationStep(IntEnum):
@@ -152,6 +158,7 @@ class CommandKind(IntEnum):
     SET_LEVERAGE = 10
     ORACLE = 11
     MARKET_ADMIN = 12
+    SCHEDULE_CANCEL = 13
     PLACE_TRIGGER = 14
     CANCEL_TRIGGER = 15
 
@@ -171,6 +178,7 @@ class EventKind(IntEnum):
     FUNDING_RATE = 12  # a market's settlement: oid = rate ppb, remaining = rounding remainder to the insurance fund
     LIQUIDATION = 13  # reason = step (LiquidationStep); see docs/risk.md
     MODE = 14  # reason = MarketMode, oid = band reference, price = oracle, size = band low, remaining = band high (ticks)
+    SCHEDULE = 15  # a dead-man deadline set: account, size = the deadline (ns; 0 = cleared), market = -1
     TRIGGER = 16  # reason = TriggerStep, oid = trigger id, price = trigger price, size = lots (0: the whole position)
 
 
@@ -213,6 +221,13 @@ class FundingDark(IntEnum):
     NORMAL = 0
     SCALED = 1  # the hour's rate × 0.5, rounded toward zero
     PAUSED = 2  # no funding
+
+
+class OrderFlag(IntFlag):
+    """Bits of a place record's (and an order's) ``flags``."""
+
+    NONE = 0
+    REDUCE_ONLY = 1  # may only reduce the account's position in the market (docs/risk.md)
 
 
 class Side(IntEnum):

@@ -13,8 +13,10 @@ int64) happens during conversion and is carried in the record's ``pre_reject`` f
 the engine still reports it in order as a ``Rejected`` event and both engines agree.
 
 Record conventions: ``price``/``size`` 0 in an amend means "unchanged"; ``oid`` 0 means
-"no order id" (then the client order id is used); ``expires_at`` 0 means no expiry; a
-client order id is up to 32 bytes packed little-endian into ``cloid0..3`` (all zero = none).
+"no order id" (then the client order id is used); ``expires_at`` 0 means no expiry (in a
+schedule-cancel record: the deadline, 0 = none); ``flags`` holds a place's ``OrderFlag``
+bits; a client order id is up to 32 bytes packed little-endian into ``cloid0..3`` (all
+zero = none).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from engine.codes import (
     LiquidationStep,
     MarketMode,
     OracleFlag,
+    OrderFlag,
     Reject,
     Side,
     Stp,
@@ -51,6 +54,10 @@ COMMAND_DTYPE = np.dtype(
         ("pre_reject", np.int32),
         ("market", np.int32),
         ("account", np.int32),
+        # OrderFlag bits of a place. A whole word keeps the record free of padding bytes, which
+        # numpy's structured copies (np.concatenate, say) leave uninitialised, and the journal
+        # stores the raw bytes of records.
+        ("flags", np.int64),
         ("price", np.int64),
         ("size", np.int64),
         ("oid", np.int64),
@@ -98,7 +105,8 @@ _STPS = {"expire_maker": Stp.EXPIRE_MAKER, "expire_taker": Stp.EXPIRE_TAKER, "ex
 
 
 class Place(msgspec.Struct, tag="place", frozen=True, forbid_unknown_fields=True):
-    """A new order. ``order_type="market"`` is an IOC at the protection price; give no price."""
+    """A new order. ``order_type="market"`` is an IOC at the protection price; give no price.
+    ``reduce_only``: it may only reduce the account's position (risk engines; docs/risk.md)."""
 
     market: int
     account: int
@@ -111,6 +119,7 @@ class Place(msgspec.Struct, tag="place", frozen=True, forbid_unknown_fields=True
     cloid: str | None = None
     expires_at_ns: int = 0
     ts_ns: int = 0
+    reduce_only: bool = False
 
 
 class Cancel(msgspec.Struct, tag="cancel", frozen=True, forbid_unknown_fields=True):
@@ -235,6 +244,16 @@ class CancelTrigger(msgspec.Struct, tag="cancel_trigger", frozen=True, forbid_un
     ts_ns: int = 0
 
 
+class ScheduleCancel(msgspec.Struct, tag="schedule_cancel", frozen=True, forbid_unknown_fields=True):
+    """The dead-man switch (risk engines): at the first Tick at or after ``at_ns`` every open
+    order of the account is cancelled, unless a later ScheduleCancel moves the deadline;
+    ``at_ns=0`` clears it."""
+
+    account: int
+    at_ns: int
+    ts_ns: int = 0
+
+
 Action = Union[Place, Cancel, Amend]
 
 
@@ -246,7 +265,7 @@ class Batch(msgspec.Struct, tag="batch", frozen=True, forbid_unknown_fields=True
 
 
 Command = Union[Place, Cancel, CancelAll, Amend, SetMark, Tick, Batch, Deposit, Withdraw, SetLeverage, OracleUpdate,
-                MarketAdmin, PlaceTrigger, CancelTrigger]
+                MarketAdmin, PlaceTrigger, CancelTrigger, ScheduleCancel]
 
 
 # ---------------------------------------------------------------------------- events
@@ -419,8 +438,16 @@ class Trigger(msgspec.Struct, tag="trigger", frozen=True):
     size_lots: int
 
 
+class Schedule(msgspec.Struct, tag="schedule", frozen=True):
+    """An account's dead-man deadline was set (``at_ns``) or cleared (0)."""
+
+    cmd: int
+    account: int
+    at_ns: int
+
+
 Event = Union[Accepted, Rejected, Fill, Cancelled, Expired, Amended, Level, Balance, Leverage, Mark, Funding,
-              FundingRate, Liquidation, Mode, Trigger]
+              FundingRate, Liquidation, Mode, Trigger, Schedule]
 
 
 class OpenOrder(msgspec.Struct, frozen=True):
@@ -436,6 +463,7 @@ class OpenOrder(msgspec.Struct, frozen=True):
     stp: int
     expires_at_ns: int
     cloid: str | None
+    reduce_only: bool = False
 
 
 def events_to_structs(events: np.ndarray) -> list[Event]:
@@ -473,6 +501,8 @@ def events_to_structs(events: np.ndarray) -> list[Event]:
             out.append(Trigger(cmd, market, account, oid, TriggerStep(reason), side, price, size))
         elif kind == EventKind.MODE:
             out.append(Mode(cmd, market, MarketMode(reason), price, oid, size, remaining))
+        elif kind == EventKind.SCHEDULE:
+            out.append(Schedule(cmd, account, size))
         else:
             raise AssertionError(f"unknown event kind {kind}")
     return out
@@ -556,7 +586,7 @@ class _Writer:
 
 
 _SINGLE_COMMANDS = (Place, Cancel, CancelAll, Amend, SetMark, Tick, Deposit, Withdraw, SetLeverage, OracleUpdate,
-                    MarketAdmin, PlaceTrigger, CancelTrigger)
+                    MarketAdmin, PlaceTrigger, CancelTrigger, ScheduleCancel)
 _TRIGGER_FLAGS = {("stop", "mark"): 0, ("take_profit", "mark"): 1, ("stop", "last"): 2, ("take_profit", "last"): 3}
 _ADMIN_ACTIONS = {"halt": AdminAction.HALT, "resume": AdminAction.RESUME, "list": AdminAction.LIST}
 
@@ -575,6 +605,10 @@ def _write(cmd: Command, rec: np.void, specs: Sequence[MarketSpec]) -> None:
         w.enum("stp", cmd.stp, _STPS)
         w.cloid(cmd.cloid)
         w.int_field("expires_at", cmd.expires_at_ns, Reject.VALUE_OVERFLOW, 0, units.INT64_MAX)
+        if not isinstance(cmd.reduce_only, bool):
+            w.fail(Reject.BAD_FIELD)
+        elif cmd.reduce_only:
+            rec["flags"] = int(OrderFlag.REDUCE_ONLY)
         if cmd.order_type == "market":
             rec["tif"] = Tif.MARKET
             if cmd.price is not None:
@@ -659,6 +693,10 @@ def _write(cmd: Command, rec: np.void, specs: Sequence[MarketSpec]) -> None:
         rec["kind"] = CommandKind.DEPOSIT if isinstance(cmd, Deposit) else CommandKind.WITHDRAW
         w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)
         w.decimal_field("size", cmd.amount, Decimal(1) / units.ATOMS_PER_USD, _to_atoms)
+    elif isinstance(cmd, ScheduleCancel):
+        rec["kind"] = CommandKind.SCHEDULE_CANCEL
+        w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)
+        w.int_field("expires_at", cmd.at_ns, Reject.VALUE_OVERFLOW, 0, units.INT64_MAX)
     elif isinstance(cmd, SetLeverage):
         rec["kind"] = CommandKind.SET_LEVERAGE
         w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)

@@ -29,7 +29,7 @@ from engine.book import (
     N_COUNTERS,
     ORDER_DTYPE,
 )
-from engine.codes import MarketMode
+from engine.codes import MarketMode, OrderFlag
 from engine.commands import (
     COMMAND_DTYPE,
     EVENT_DTYPE,
@@ -52,7 +52,8 @@ from engine.risk_state import (
 from engine.spec import EngineConfig, MarketSpec, validate_markets
 from engine.triggers import TRIGGER_DTYPE, dump_triggers
 
-ORDER_HASH_FIELDS = 10  # oid, account, remaining, tif, stp, expires_at, cloid0..3
+ORDER_HASH_FIELDS = 10  # oid, account, remaining, tif + 256·flags, stp, expires_at, cloid0..3
+FLAGS_HASH_SHIFT = 8  # an order's flags share the tif word: 0 for an ordinary order
 
 
 @njit(cache=True)
@@ -92,7 +93,7 @@ def dump_state(orders, mkt, lvl_qty, lvl_head, best, free, ctr):
                             out[k] = o["oid"]
                             out[k + 1] = o["account"]
                             out[k + 2] = o["remaining"]
-                            out[k + 3] = o["tif"]
+                            out[k + 3] = np.int64(o["tif"]) | (np.int64(o["flags"]) << FLAGS_HASH_SHIFT)
                             out[k + 4] = o["stp"]
                             out[k + 5] = o["expires_at"]
                             out[k + 6] = np.int64(o["cloid0"])
@@ -248,6 +249,10 @@ class Engine:
     def insurance_fund(self) -> int:
         return int(self.acc[-1]["collateral"])
 
+    def deadline(self, account: int) -> int:
+        """The account's dead-man deadline (ns), 0 if none (always 0 with risk off)."""
+        return int(self.acc[account]["dms_at"]) if self.config.risk else 0
+
     def fees(self) -> int:
         return int(self.ctr[C_FEES])
 
@@ -326,6 +331,7 @@ class Engine:
             int(o["oid"]), int(o["market"]), int(o["account"]), int(o["side"]), int(o["price"]),
             int(o["remaining"]), int(o["tif"]), int(o["stp"]), int(o["expires_at"]),
             unpack_cloid([o["cloid0"], o["cloid1"], o["cloid2"], o["cloid3"]]),
+            bool(int(o["flags"]) & OrderFlag.REDUCE_ONLY),
         )
 
     def open_orders(self, account: int) -> list[OpenOrder]:

@@ -8,7 +8,9 @@ included) + fees − Σ cost = deposits − withdrawals``; per market long lots 
 ``oi``; each position's order exposure (``bid_*``/``ask_*``) equals the sums over its
 account's resting orders; open-position counts agree; the insurance fund never rests an order
 (its IOCs are filled or cancelled within their tick). Sums are taken in Python integers,
-so a wrapped int64 shows up as a broken equation rather than a silent one.
+so a wrapped int64 shows up as a broken equation rather than a silent one. Dead-man
+deadlines are positive and ``C_DMS`` counts them; every resting reduce-only order's account
+holds a position on the other side of it, and ``ro_n``/``C_RO`` count them.
 """
 
 from __future__ import annotations
@@ -17,14 +19,18 @@ import numpy as np
 
 from engine.book import (
     C_DEPOSITS,
+    C_DMS,
     C_FEES,
     C_FREE_TOP,
     C_HEAP_N,
     C_LIVE,
     C_NPOS,
     C_RISK,
+    C_RO,
+    C_RO_DUE,
     C_WITHDRAWALS,
 )
+from engine.codes import OrderFlag
 
 
 def _bits_of(occupied: np.ndarray) -> np.ndarray:
@@ -115,6 +121,9 @@ def _check_risk(engine, resting: set[int]) -> None:
         assert not np.any(acc["collateral"]) and not np.any(pos["size"]), "balances or positions while risk is off"
         assert not np.any(pos["bid_lots"]) and not np.any(pos["ask_lots"]), "order exposure while risk is off"
         assert not np.any(mkt["oi"]), "open interest while risk is off"
+        assert not np.any(acc["dms_at"]) and int(ctr[C_DMS]) == 0, "a dead-man deadline while risk is off"
+        assert int(ctr[C_RO]) == 0 and not np.any(engine.orders["flags"][list(resting)]), \
+            "a reduce-only order while risk is off"
         return
     assert len(acc) == len(engine.acct_head) + 1, "the insurance fund row is missing"
     fund = len(acc) - 1
@@ -146,10 +155,35 @@ def _check_risk(engine, resting: set[int]) -> None:
         assert have == sums, f"account {a} market {m}: order exposure {have}, its resting orders give {sums}"
     for f in fields:
         assert not np.any(pos[f][~with_orders]), f"{f} is non-zero for a position without resting orders"
+    _check_reduce_only(engine, resting)
+    _check_deadlines(engine)
     open_positions = (pos["size"] != 0).sum(axis=1)
     assert np.array_equal(acc["npos"], open_positions), "an account's npos differs from its open positions"
     assert int(ctr[C_NPOS]) == int(open_positions.sum()), "the open-position counter is wrong"
     assert not np.any(pos["cost"][pos["size"] == 0]), "a cost basis without a position"
+
+
+def _check_reduce_only(engine, resting: set[int]) -> None:
+    pos = engine.pos
+    counts = np.zeros(pos.shape, dtype=np.int64)
+    for s in resting:
+        o = engine.orders[s]
+        if not int(o["flags"]) & OrderFlag.REDUCE_ONLY:
+            continue
+        a, m, side = int(o["account"]), int(o["market"]), int(o["side"])
+        counts[a, m] += 1
+        size = int(pos[a, m]["size"])
+        assert (size < 0) if side == 0 else (size > 0), f"reduce-only slot {s} has no position to reduce"
+    assert np.array_equal(pos["ro_n"], counts), "a position's reduce-only order count is wrong"
+    assert int(engine.ctr[C_RO]) == int(counts.sum()), "the reduce-only counter is wrong"
+    assert int(engine.ctr[C_RO_DUE]) == 0, "a reduce-only sweep was left pending"
+
+
+def _check_deadlines(engine) -> None:
+    deadlines = engine.acc["dms_at"]
+    assert not np.any(deadlines < 0), "a negative dead-man deadline"
+    assert deadlines[-1] == 0, "the insurance fund has a dead-man deadline"
+    assert int(engine.ctr[C_DMS]) == int((deadlines != 0).sum()), "the dead-man counter is wrong"
 
 
 def check_engine(engine) -> None:

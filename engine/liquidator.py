@@ -54,6 +54,7 @@ from engine.limits import protection_price
 from engine.liquidation import fillable_price_ticks
 from engine.matching import cancel_resting, finish_taker, match, new_order
 from engine.modes import liquidation_allowed
+from engine.reduce_only import cancel_all_stale_reduce_only, cancel_stale_reduce_only
 from engine.risk import apply_fill, ceil_div, equity_atoms, position_notional, total_mm
 
 LIQUIDATIONS_PER_TICK = 64
@@ -87,13 +88,14 @@ def liquidation_fee(acc, pos, mkt, a, m, lots):
 def liquidation_ioc(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                     acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a, m, side, price, lots, step):
     """An IOC of account ``a`` (or the fund) that never rests: the LIQUIDATION event of ``step``
-    (oid, side, limit, lots sent, lots filled), then its fills. Returns (n, lots filled), or
+    (oid, side, limit, lots sent, lots filled), then its fills, then the reduce-only orders its
+    fills left without a position to reduce are cancelled (engine.reduce_only). Returns (n, lots filled), or
     (n, −1) with nothing done when no order slot is free."""
     slot = slot_alloc(free, ctr)
     if slot < 0:
         return n, -1
     zero = np.uint64(0)
-    oid = new_order(orders, ctr, slot, m, a, side, price, lots, TIF_IOC, STP_MAKER, 0, zero, zero, zero, zero)
+    oid = new_order(orders, ctr, slot, m, a, side, price, lots, TIF_IOC, STP_MAKER, 0, 0, zero, zero, zero, zero)
     n = emit(ev, n, E_LIQUIDATION, i, ts, m, a, oid, side, price, lots, 0, 0, step)
     at = n - 1
     n, stopped = match(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
@@ -102,6 +104,8 @@ def liquidation_ioc(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits
     ev[at]["remaining"] = filled
     n = finish_taker(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                      acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot, stopped, False)
+    n = cancel_stale_reduce_only(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                                 acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
     return n, filled
 
 
@@ -191,6 +195,8 @@ def liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ
         first = n
         n = backstop(ev, n, i, ts, mkt, ctr, acc, pos, a)
         n = auto_deleverage(ev, n, first, i, ts, mkt, ctr, acc, pos)
+        n = cancel_all_stale_reduce_only(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best,
+                                         count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
     return n
 
 

@@ -20,6 +20,7 @@ from engine.book import (
     C_ORDER_SEQ,
     C_PRIO_SEQ,
     C_RISK,
+    C_RO,
     SLOT_BITS,
     SLOT_MASK,
     acct_link,
@@ -37,12 +38,15 @@ from engine.emit import emit, emit_fill, emit_level, emit_order, emit_reject
 from engine.kernel_consts import (
     CR_CANCEL_ALL,
     CR_IOC,
+    CR_REDUCE_ONLY,
     CR_STP_MAKER,
     CR_STP_TAKER,
     CR_USER,
     E_ACCEPTED,
     E_AMENDED,
     E_CANCELLED,
+    FL_ALL,
+    FL_REDUCE_ONLY,
     MODE_HALTED,
     R_AMEND_NO_CHANGE,
     R_BAD_FIELD,
@@ -59,6 +63,8 @@ from engine.kernel_consts import (
     R_POST_ONLY,
     R_PRICE_ABOVE_MAX,
     R_PRICE_NOT_POSITIVE,
+    R_REDUCE_ONLY,
+    R_RISK_DISABLED,
     R_SIZE_ABOVE_MAX,
     R_SIZE_NOT_POSITIVE,
     R_UNKNOWN_ACCOUNT,
@@ -73,7 +79,7 @@ from engine.kernel_consts import (
     TIF_MARKET,
 )
 from engine.limits import band_code, crosses, notional_check, protection_price
-from engine.risk import expo_order, pretrade_code, replace_code, settle_fill
+from engine.risk import closable_lots, expo_order, pretrade_code, replace_code, settle_fill
 
 # Kernels take the engine's arrays positionally, always in this order:
 # orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
@@ -86,11 +92,20 @@ def remove_resting(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, c
     """A resting order leaves the book for good: level, account list, heap, slot."""
     if ctr[C_RISK] != 0:
         expo_order(orders, mkt, pos, slot, -orders[slot]["remaining"])
+        count_reduce_only(orders, ctr, pos, slot, -1)
     level_unlink(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count, slot)
     acct_unlink(orders, acct_head, acct_tail, acct_count, slot)
     if orders[slot]["heap_pos"] >= 0:
         heap_remove(orders, heap, ctr, slot)
     slot_release(orders, free, ctr, slot)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def count_reduce_only(orders, ctr, pos, slot, delta):
+    """Count an order in (``delta`` 1) or out of (-1) the resting reduce-only orders, if it is one."""
+    if (orders[slot]["flags"] & FL_REDUCE_ONLY) != 0:
+        pos[orders[slot]["account"], orders[slot]["market"]]["ro_n"] += delta
+        ctr[C_RO] += delta
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -124,7 +139,7 @@ def fok_fillable(orders, mkt, lvl_head, bits, summ, best, m, side, price, size, 
             if orders[s]["account"] == account:
                 if stp != STP_MAKER:
                     return total >= size
-            else:
+            elif (orders[s]["flags"] & FL_REDUCE_ONLY) == 0:  # a reduce-only maker may fill less
                 total += orders[s]["remaining"]
                 if total >= size:
                     return True
@@ -140,7 +155,9 @@ def fok_fillable(orders, mkt, lvl_head, bits, summ, best, m, side, price, size, 
 def match(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
           acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, taker):
     """Match the taker in ``taker`` against the opposite side. Returns (n, stopped_by_stp);
-    the taker's ``remaining`` is updated in place."""
+    the taker's ``remaining`` is updated in place. A reduce-only maker fills at most the
+    position it can close (``closable_lots``); one with nothing left to close is cancelled
+    (REDUCE_ONLY) when the taker reaches it."""
     m = orders[taker]["market"]
     side = orders[taker]["side"]
     price = orders[taker]["price"]
@@ -178,7 +195,19 @@ def match(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
                 s = nxt
                 continue
             mrem = orders[s]["remaining"]
-            q = rem if rem < mrem else mrem
+            cap = mrem
+            if (orders[s]["flags"] & FL_REDUCE_ONLY) != 0:
+                cap = closable_lots(pos, orders[s]["account"], m, opp)
+                if cap == 0:
+                    n = cancel_resting(ev, n, cmd, ts, E_CANCELLED, CR_REDUCE_ONLY, orders, mkt, lvl_qty, lvl_head,
+                                       lvl_tail, bits, summ, best, count, acct_head, acct_tail, acct_count,
+                                       free, heap, ctr, acc, pos, s, False)
+                    touched = True
+                    s = nxt
+                    continue
+                if cap > mrem:
+                    cap = mrem
+            q = rem if rem < cap else cap
             n = emit_fill(ev, n, cmd, ts, m, account, taker_oid, side, orders[s]["account"], orders[s]["oid"],
                           lp, q, mrem - q)
             mkt[m]["last_trade"] = lp
@@ -191,7 +220,8 @@ def match(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
             if mrem == q:
                 remove_resting(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                                acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, s)
-            s = nxt
+                s = nxt
+            # else: the taker is done, or a reduce-only maker was capped: it is visited again
         if touched:
             n = emit_level(ev, n, cmd, ts, mkt, lvl_qty, m, opp, idx)
         if stopped:
@@ -211,6 +241,8 @@ def finish_taker(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits,
     if rests:
         if ctr[C_RISK] != 0:
             expo_order(orders, mkt, pos, taker, rem)
+            if not in_account:
+                count_reduce_only(orders, ctr, pos, taker, 1)
         ctr[C_PRIO_SEQ] += 1
         orders[taker]["prio"] = ctr[C_PRIO_SEQ]
         level_link(orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count, taker)
@@ -224,6 +256,8 @@ def finish_taker(ev, n, cmd, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits,
         reason = CR_STP_TAKER if stopped else CR_IOC
         n = emit_order(ev, n, E_CANCELLED, cmd, ts, orders, taker, rem, reason)
     if in_account:
+        if ctr[C_RISK] != 0:
+            count_reduce_only(orders, ctr, pos, taker, -1)
         acct_unlink(orders, acct_head, acct_tail, acct_count, taker)
         if orders[taker]["heap_pos"] >= 0:
             heap_remove(orders, heap, ctr, taker)
@@ -243,7 +277,10 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
     side = np.int64(c["side"])
     tif = np.int64(c["tif"])
     stp = np.int64(c["stp"])
+    flags = np.int64(c["flags"])
+    reduce_only = (flags & FL_REDUCE_ONLY) != 0
     size = c["size"]
+    risk = ctr[C_RISK] != 0
     code = 0
     if c["pre_reject"] != 0:
         code = c["pre_reject"]
@@ -251,7 +288,7 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
         code = R_UNKNOWN_MARKET
     elif a < 0 or a >= acct_head.shape[0]:
         code = R_UNKNOWN_ACCOUNT
-    elif side > 1 or tif > TIF_MARKET or stp > STP_BOTH:
+    elif side > 1 or tif > TIF_MARKET or stp > STP_BOTH or (flags & ~FL_ALL) != 0:
         code = R_BAD_FIELD
     elif mkt[m]["mark"] == 0:
         code = R_NO_MARK
@@ -259,7 +296,9 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
         code = R_MARKET_HALTED
     elif size <= 0:
         code = R_SIZE_NOT_POSITIVE
-    elif size > mkt[m]["max_order_lots"]:
+    elif reduce_only:
+        size, code = reduce_only_size(pos, a, m, side, size, risk)
+    if code == 0 and size > mkt[m]["max_order_lots"]:
         code = R_SIZE_ABOVE_MAX
     if code != 0:
         return emit_reject(ev, n, i, ts, m, a, 0, code)
@@ -270,7 +309,6 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
         code = R_PRICE_NOT_POSITIVE
     else:
         code = band_code(mkt, m, price)
-    risk = ctr[C_RISK] != 0
     if code == 0 and risk and price > mkt[m]["max_price"]:
         code = R_PRICE_ABOVE_MAX
     if code == 0:
@@ -293,7 +331,8 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
                                                          price, size, a, stp):
         code = R_FOK_NOT_FILLABLE
     if code == 0 and risk:
-        code = pretrade_code(acc, pos, mkt, a, m, side, price, size, R_POSITION_LIMIT, R_INSUFFICIENT_MARGIN)
+        code = pretrade_code(acc, pos, mkt, a, m, side, price, size, R_POSITION_LIMIT, R_INSUFFICIENT_MARGIN,
+                             reduce_only)
     slot = -1
     if code == 0:
         slot = slot_alloc(free, ctr)
@@ -301,7 +340,7 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
             code = R_BOOK_FULL
     if code != 0:
         return emit_reject(ev, n, i, ts, m, a, 0, code)
-    oid = new_order(orders, ctr, slot, m, a, side, price, size, tif, stp, expires, c0, c1, c2, c3)
+    oid = new_order(orders, ctr, slot, m, a, side, price, size, tif, stp, flags, expires, c0, c1, c2, c3)
     n = emit(ev, n, E_ACCEPTED, i, ts, m, a, oid, side, price, size, 0, 0, 0)
     n, stopped = match(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                        acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, slot)
@@ -310,7 +349,19 @@ def do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def new_order(orders, ctr, slot, m, a, side, price, size, tif, stp, expires, c0, c1, c2, c3):
+def reduce_only_size(pos, a, m, side, size, risk):
+    """(size, code) of a reduce-only order: RISK_DISABLED without positions; REDUCE_ONLY if it
+    has no position on the other side to reduce; else the size capped at that position."""
+    if not risk:
+        return size, R_RISK_DISABLED
+    cap = closable_lots(pos, a, m, side)
+    if cap == 0:
+        return size, R_REDUCE_ONLY
+    return (cap if size > cap else size), 0
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def new_order(orders, ctr, slot, m, a, side, price, size, tif, stp, flags, expires, c0, c1, c2, c3):
     """Fill a freshly allocated slot as a new taker (not yet in any list); returns its oid."""
     ctr[C_ORDER_SEQ] += 1
     ctr[C_LIVE] += 1
@@ -336,6 +387,7 @@ def new_order(orders, ctr, slot, m, a, side, price, size, tif, stp, expires, c0,
     o["tif"] = tif
     o["stp"] = stp
     o["live"] = 1
+    o["flags"] = flags
     return oid
 
 
@@ -416,6 +468,11 @@ def do_amend(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
     price = c["price"] if c["price"] != 0 else old_price
     size = c["size"] if c["size"] != 0 else old_size
     side = orders[slot]["side"]
+    reduce_only = (orders[slot]["flags"] & FL_REDUCE_ONLY) != 0
+    if reduce_only and size > 0:  # capped at the position like a place (it has one: docs/risk.md)
+        cap = closable_lots(pos, c["account"], m, side)
+        if size > cap:
+            size = cap
     if mkt[m]["mode"] == MODE_HALTED:
         code = R_MARKET_HALTED
     elif size <= 0:
@@ -438,7 +495,7 @@ def do_amend(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, 
         code = R_PRICE_ABOVE_MAX
     if code == 0 and risk:
         code = replace_code(acc, pos, mkt, c["account"], m, side, old_price, old_size, price, size,
-                            R_POSITION_LIMIT, R_INSUFFICIENT_MARGIN)
+                            R_POSITION_LIMIT, R_INSUFFICIENT_MARGIN, reduce_only)
     if code != 0:
         return emit_reject(ev, n, i, ts, m, c["account"], c["oid"], code)
     base = mkt[m]["base"]

@@ -21,7 +21,8 @@ Layout
       address), ``_positions`` (account, market) -> ``_Position`` (signed size, cost basis,
       leverage, the resting orders' lots and notionals per side, realized PnL, funding);
       both created on first use. The fee account and the deposit/withdrawal totals are
-      plain integers.
+      plain integers. ``_deadlines``: account -> dead-man deadline (ns), only those set.
+    * An order's ``flags`` holds ``OrderFlag`` bits (``REDUCE_ONLY``).
 
 Rounding (every figure in atoms; the fast engine splits products to stay inside int64,
 this one forms them whole):
@@ -38,7 +39,8 @@ Invariants (``check_invariants``, between commands)
     free slots and live slots partition ``range(max_orders)``. Risk: ``Σ collateral + fees
     − Σ cost = deposits − withdrawals``; long lots = short lots = OI per market; each
     position's order lots and notionals are the sums over its account's resting orders;
-    open-position counts agree; the insurance fund has no open order.
+    open-position counts agree; the insurance fund has no open order. Every resting reduce-only
+    order's account holds a position on the other side of it; deadlines are positive.
 
 Known limitations
     Orders of magnitude slower than the numba engine; ``state_hash`` and the free stack cost
@@ -70,6 +72,7 @@ from engine.codes import (
     EventKind,
     LiquidationStep,
     MarketMode,
+    OrderFlag,
     Reject,
     Side,
     Stp,
@@ -113,6 +116,7 @@ from engine.units import INT64_MAX, PPM, to_atoms, to_ppm
 NO_CLOID = (0, 0, 0, 0)
 HASH_SIDE_END = -1
 HASH_ACCOUNT_END = -1
+FLAGS_HASH_SHIFT = 8  # an order's flags share its tif word in the state hash
 UINT64_SPAN = 1 << 64
 BATCH_ACTION_KINDS = (CommandKind.PLACE, CommandKind.CANCEL, CommandKind.AMEND)
 EXPIRING_TIFS = (Tif.GTC, Tif.ALO)  # the only tifs that keep ``expires_at``
@@ -224,6 +228,11 @@ class _Order:
     stp: int
     expires_at: int
     cloid: tuple[int, int, int, int]
+    flags: int = 0  # OrderFlag bits
+
+    @property
+    def reduce_only(self) -> bool:
+        return bool(self.flags & OrderFlag.REDUCE_ONLY)
 
 
 @dataclass(slots=True, eq=False)
@@ -444,6 +453,7 @@ class ReferenceEngine(ModeRules, TriggerRules):
         self._deposits = 0
         self._withdrawals = 0
         self._fees = 0
+        self._deadlines: dict[int, int] = {}
         self._handlers = {
             CommandKind.PLACE: self._place,
             CommandKind.CANCEL: self._cancel,
@@ -458,6 +468,7 @@ class ReferenceEngine(ModeRules, TriggerRules):
             CommandKind.MARKET_ADMIN: self._market_admin,
             CommandKind.PLACE_TRIGGER: self._place_trigger,
             CommandKind.CANCEL_TRIGGER: self._cancel_trigger,
+            CommandKind.SCHEDULE_CANCEL: self._schedule_cancel,
         }
         self._init_triggers()
         self._cmd_fields, self._cmd_type = COMMAND_DTYPE.names, _Cmd
@@ -489,7 +500,8 @@ class ReferenceEngine(ModeRules, TriggerRules):
                     level = m.books[side][price]
                     words += [price, level.total, len(level.orders)]
                     for o in level.orders:
-                        words += [o.oid, o.account, o.remaining, o.tif, o.stp, o.expires_at]
+                        words += [o.oid, o.account, o.remaining, o.tif | o.flags << FLAGS_HASH_SHIFT, o.stp,
+                                  o.expires_at]
                         words += [_as_int64(w) for w in o.cloid]
                 words.append(HASH_SIDE_END)
         words.append(len(self._free))
@@ -502,7 +514,9 @@ class ReferenceEngine(ModeRules, TriggerRules):
         """The risk part of the state: counters, each market's price and funding state, then
         (risk on) every account that is not empty: ``[account, collateral]``, each position
         that is not in its initial state as ``[market, size, cost, lev, bid lots, bid
-        notional, ask lots, ask notional, realized, funding, last liquidation time]``, and ``-1``."""
+        notional, ask lots, ask notional, realized, funding, last liquidation time]``, and ``-1``;
+        then, only if some account has a dead-man deadline, their number and ``[account,
+        deadline]`` for each in ascending account."""
         words = [int(self._risk), self._deposits, self._withdrawals, self._fees]
         for m in self._markets:
             words += [m.oracle, m.last_trade, m.ema_fp, m.ema_weight, m.ema_ts, m.prem_sum, m.prem_n,
@@ -522,6 +536,10 @@ class ReferenceEngine(ModeRules, TriggerRules):
             if acct.collateral == 0 and acct.npos == 0 and not kept:
                 continue
             words += [a, acct.collateral, *kept, HASH_ACCOUNT_END]
+        if self._deadlines:
+            words.append(len(self._deadlines))
+            for a in sorted(self._deadlines):
+                words += [a, self._deadlines[a]]
         return words
 
     def depth(self, market: int, side: int) -> list[tuple[int, int]]:
@@ -574,6 +592,10 @@ class ReferenceEngine(ModeRules, TriggerRules):
     def insurance_fund(self) -> int:
         return self._account(self._insurance).collateral
 
+    def deadline(self, account: int) -> int:
+        """The account's dead-man deadline (ns), 0 if none."""
+        return self._deadlines.get(account, 0)
+
     def fees(self) -> int:
         return self._fees
 
@@ -603,6 +625,7 @@ class ReferenceEngine(ModeRules, TriggerRules):
         expected = sorted((o.expires_at, o.oid) for o in self._orders.values() if o.expires_at != 0)
         _require(list(self._expiry) == expected, "expiry set differs from the open orders")
         self._check_risk()
+        self._check_reduce_only_and_deadlines()
 
     # ------------------------------------------------------------------ dispatch
 
@@ -654,11 +677,14 @@ class ReferenceEngine(ModeRules, TriggerRules):
         if code:
             return self._reject(cmd, code)
         m = self._markets[cmd.market]
+        cmd, code = self._place_size_code(m, cmd)
+        if code:
+            return self._reject(cmd, code)
         price = m.protection_price(cmd.side) if cmd.tif == Tif.MARKET else cmd.price
         expires_at = cmd.expires_at if cmd.tif in EXPIRING_TIFS else 0
         cloid = (cmd.cloid0, cmd.cloid1, cmd.cloid2, cmd.cloid3)
         code = (
-            self._place_size_price_code(m, cmd, price)
+            self._place_price_code(m, cmd, price)
             or self._max_price_code(m, price)
             or m.notional_code(price, cmd.size)
             or self._place_book_code(m, cmd, price, expires_at, cloid)
@@ -668,6 +694,7 @@ class ReferenceEngine(ModeRules, TriggerRules):
         taker = self._accept(cmd, price, expires_at, cloid)
         stopped = self._match(m, taker)
         self._finish_taker(m, taker, stopped)
+        self._cancel_stale_reduce_only()
 
     def _cancel(self, cmd: _Cmd) -> None:
         o, code = self._target(cmd)
@@ -699,6 +726,8 @@ class ReferenceEngine(ModeRules, TriggerRules):
         m = self._markets[o.market]
         new_price = cmd.price or o.price
         new_size = cmd.size or o.remaining
+        if o.reduce_only and new_size > 0:  # capped at the position, like a place
+            new_size = min(new_size, self._closable(o.account, o.market, o.side))
         in_place = new_price == o.price and new_size < o.remaining
         code = self._amend_code(m, o, new_price, new_size)
         if not code and not in_place and o.tif == Tif.ALO and self._would_cross(m, o.side, new_price):
@@ -709,7 +738,8 @@ class ReferenceEngine(ModeRules, TriggerRules):
             # the old order replaced by the new one, judged against the IM with the old in place
             before = self._total_im(o.account)
             self._expo_add(o.account, m, o.side, o.price, -o.remaining)
-            code = self._pretrade_code(o.account, m, o.side, new_price, new_size, before, o.remaining)
+            code = self._pretrade_code(o.account, m, o.side, new_price, new_size, before, o.remaining,
+                                       o.reduce_only)
             self._expo_add(o.account, m, o.side, o.price, o.remaining)
         if code:
             return self._reject(cmd, code)
@@ -755,7 +785,33 @@ class ReferenceEngine(ModeRules, TriggerRules):
             self._emit(EventKind.EXPIRED, market=o.market, account=o.account, oid=o.oid,
                        side=o.side, price=o.price, size=o.remaining)
             self._emit_level(o.market, o.side, o.price)
+        self._fire_deadlines(cmd.ts)
         self._tick_prices(cmd.ts)
+
+    def _fire_deadlines(self, ts: int) -> None:
+        """Accounts whose dead-man deadline is at or before ``ts``, ascending: clear it and
+        cancel every open order of the account in ascending oid (each with its level)."""
+        for a in sorted(a for a, at in self._deadlines.items() if at <= ts):
+            del self._deadlines[a]
+            for oid in list(self._by_account.get(a, ())):
+                o = self._orders[oid]
+                self._remove(o)
+                self._emit_cancelled(o, CancelReason.DEAD_MAN, o.remaining)
+                self._emit_level(o.market, o.side, o.price)
+
+    def _schedule_cancel(self, cmd: _Cmd) -> None:
+        """Set (a deadline after the command's ts) or clear (0) the account's deadline."""
+        at = cmd.expires_at
+        code = self._account_code(cmd)
+        if not code and (at < 0 or (at != 0 and at <= cmd.ts)):
+            code = Reject.DEADLINE_IN_PAST
+        if code:
+            return self._emit_reject(code, -1, cmd.account, 0)
+        if at:
+            self._deadlines[cmd.account] = at
+        else:
+            self._deadlines.pop(cmd.account, None)
+        self._emit(EventKind.SCHEDULE, market=-1, account=cmd.account, size=at)
 
     def _tick_prices(self, ts: int) -> None:
         """Market by market in id order: the mark (a MARK event when it moved), then (risk on)
@@ -814,6 +870,7 @@ class ReferenceEngine(ModeRules, TriggerRules):
         if self._account(a).npos > 0 and (_below_two_thirds(equity, mm) or (equity < mm and not absorbed)):
             taken, left = self._backstop(a)
             self._auto_deleverage(taken, left)
+            self._cancel_stale_reduce_only()  # ADL closes bypass matching
 
     def _liquidate_on_book(self, a: int, ts: int) -> bool:
         """IOCs at the fillable price, market by market; True if each filled in full."""
@@ -867,6 +924,7 @@ class ReferenceEngine(ModeRules, TriggerRules):
         filled = lots - o.remaining
         self._events[at] = self._events[at][:12] + (filled,) + self._events[at][13:]
         self._finish_taker(m, o, stopped)
+        self._cancel_stale_reduce_only()
         return filled
 
     def _backstop(self, a: int) -> tuple[list[tuple[_Market, int]], int]:
@@ -1051,21 +1109,35 @@ class ReferenceEngine(ModeRules, TriggerRules):
 
     @staticmethod
     def _enum_code(cmd: _Cmd) -> int:
-        if cmd.side > Side.SELL or cmd.tif > Tif.MARKET or cmd.stp > Stp.EXPIRE_BOTH:
+        if (cmd.side > Side.SELL or cmd.tif > Tif.MARKET or cmd.stp > Stp.EXPIRE_BOTH
+                or cmd.flags & ~int(OrderFlag.REDUCE_ONLY)):
             return Reject.BAD_FIELD
         return 0
 
-    @staticmethod
-    def _place_size_price_code(m: _Market, cmd: _Cmd, price: int) -> int:
-        """Checks 3-5 of PLACE: mark, size, then (limit orders only) price."""
+    def _place_size_code(self, m: _Market, cmd: _Cmd) -> tuple[_Cmd, int]:
+        """Checks 3-4 of PLACE: mark, halt, size. A reduce-only order (risk on) needs a position
+        on the other side and is resized to at most that position before the size cap is
+        checked; the command returned carries the size every later check reads."""
         if m.mark == 0:
-            return Reject.NO_MARK
+            return cmd, Reject.NO_MARK
         if m.mode == MarketMode.HALTED:
-            return Reject.MARKET_HALTED
+            return cmd, Reject.MARKET_HALTED
         if cmd.size <= 0:
-            return Reject.SIZE_NOT_POSITIVE
+            return cmd, Reject.SIZE_NOT_POSITIVE
+        if cmd.flags & OrderFlag.REDUCE_ONLY:
+            if not self._risk:
+                return cmd, Reject.RISK_DISABLED
+            closable = self._closable(cmd.account, m.index, cmd.side)
+            if closable == 0:
+                return cmd, Reject.REDUCE_ONLY_WOULD_INCREASE
+            cmd = cmd._replace(size=min(cmd.size, closable))
         if cmd.size > m.max_order_lots:
-            return Reject.SIZE_ABOVE_MAX
+            return cmd, Reject.SIZE_ABOVE_MAX
+        return cmd, 0
+
+    @staticmethod
+    def _place_price_code(m: _Market, cmd: _Cmd, price: int) -> int:
+        """Check 5 of PLACE: (limit orders only) the price and its band."""
         if cmd.tif == Tif.MARKET:
             return 0
         if price <= 0:
@@ -1084,7 +1156,8 @@ class ReferenceEngine(ModeRules, TriggerRules):
         if cmd.tif == Tif.FOK and not self._fillable(m, cmd, price):
             return Reject.FOK_NOT_FILLABLE
         if self._risk:
-            code = self._pretrade_code(cmd.account, m, cmd.side, price, cmd.size)
+            code = self._pretrade_code(cmd.account, m, cmd.side, price, cmd.size,
+                                       reduce_only=bool(cmd.flags & OrderFlag.REDUCE_ONLY))
             if code:
                 return code
         if not self._free:
@@ -1141,13 +1214,16 @@ class ReferenceEngine(ModeRules, TriggerRules):
         return best is not None and _crosses(side, price, best)
 
     def _fillable(self, m: _Market, cmd: _Cmd, price: int) -> bool:
-        """FOK: the size other accounts rest at crossing prices, walked as matching would."""
+        """FOK: the size other accounts rest at crossing prices, walked as matching would;
+        reduce-only orders are left out (a fill of one is capped at its owner's position)."""
         available = 0
         for o in self._crossing_makers(m, cmd.side, price):
             if o.account == cmd.account:
                 if cmd.stp == Stp.EXPIRE_MAKER:
                     continue
                 break
+            if o.reduce_only:  # it may fill less than it shows: not counted
+                continue
             available += o.remaining
             if available >= cmd.size:
                 return True
@@ -1167,7 +1243,7 @@ class ReferenceEngine(ModeRules, TriggerRules):
         slot = self._free.pop()
         self._order_seq += 1
         o = _Order((self._order_seq << SLOT_BITS) | slot, cmd.market, cmd.account, cmd.side,
-                   price, cmd.size, cmd.tif, cmd.stp, expires_at, cloid)
+                   price, cmd.size, cmd.tif, cmd.stp, expires_at, cloid, cmd.flags)
         self._register(o)
         self._emit(EventKind.ACCEPTED, market=o.market, account=o.account, oid=o.oid,
                    side=o.side, price=price, size=o.remaining)
@@ -1201,12 +1277,20 @@ class ReferenceEngine(ModeRules, TriggerRules):
                 if taker.stp == Stp.EXPIRE_BOTH:
                     return True, touched
                 continue
+            if maker.reduce_only and self._closable(maker.account, maker.market, maker.side) == 0:
+                self._remove(maker)
+                self._emit_cancelled(maker, CancelReason.REDUCE_ONLY, maker.remaining)
+                touched = True
+                continue
             self._fill(level, taker, maker, price)
             touched = True
         return False, touched
 
     def _fill(self, level: _Level, taker: _Order, maker: _Order, price: int) -> None:
+        """One fill; a reduce-only maker fills at most the position it can close."""
         q = min(taker.remaining, maker.remaining)
+        if maker.reduce_only:
+            q = min(q, self._closable(maker.account, maker.market, maker.side))
         taker.remaining -= q
         maker.remaining -= q
         level.total -= q
@@ -1255,6 +1339,18 @@ class ReferenceEngine(ModeRules, TriggerRules):
         o.price, o.remaining = new_price, new_size
         stopped = self._match(m, o)
         self._finish_taker(m, o, stopped)
+        self._cancel_stale_reduce_only()
+
+    def _cancel_stale_reduce_only(self) -> None:
+        """After a taker's matching: every reduce-only order whose account has no position on
+        the other side of it any more is cancelled, by ascending account then oid."""
+        stale = sorted((o.account, o.oid) for o in self._orders.values()
+                       if o.reduce_only and self._closable(o.account, o.market, o.side) == 0)
+        for _, oid in stale:
+            o = self._orders[oid]
+            self._remove(o)
+            self._emit_cancelled(o, CancelReason.REDUCE_ONLY, o.remaining)
+            self._emit_level(o.market, o.side, o.price)
 
     def _cancel_out_of_window(self, m: _Market) -> None:
         """Bids from the highest price down, then asks from the lowest up, FIFO per level."""
@@ -1337,6 +1433,12 @@ class ReferenceEngine(ModeRules, TriggerRules):
             p.ask_lots += lots
             p.ask_ntl += notional
 
+    def _closable(self, a: int, market: int, side: int) -> int:
+        """Lots an order on ``side`` can take off the account's position before it reaches
+        zero: the position's size when the order is on the other side of it, else 0."""
+        size = self._position(a, market).size
+        return max(-size, 0) if side == Side.BUY else max(size, 0)
+
     def _position_notional(self, a: int, m: _Market) -> int:
         return abs(self._position(a, m.index).size) * m.mark * m.atoms_per_tick_lot
 
@@ -1382,17 +1484,19 @@ class ReferenceEngine(ModeRules, TriggerRules):
         return True
 
     def _pretrade_code(self, a: int, m: _Market, side: int, price: int, lots: int, before: int | None = None,
-                       old_lots: int = 0) -> int:
+                       old_lots: int = 0, reduce_only: bool = False) -> int:
         """0 if the account may add ``lots`` at ``price`` (replacing an order of ``old_lots``):
         with the order added the limits hold, more lots than before meet the open-interest
         cap, and if it raises the account's IM (over ``before``, by default the IM now),
-        equity covers the new IM."""
+        equity covers the new IM. A reduce-only order meets the limits only."""
         if before is None:
             before = self._total_im(a)
         self._expo_add(a, m, side, price, lots)
         code = 0
         if not self._within_limits(a):
             code = Reject.POSITION_LIMIT
+        elif reduce_only:
+            code = 0
         elif lots > old_lots and self._oi_capped(a, m, side):
             code = Reject.OI_CAP_REACHED
         else:
@@ -1549,7 +1653,7 @@ class ReferenceEngine(ModeRules, TriggerRules):
     @staticmethod
     def _open_order(o: _Order) -> OpenOrder:
         return OpenOrder(o.oid, o.market, o.account, o.side, o.price, o.remaining, o.tif, o.stp,
-                         o.expires_at, unpack_cloid(o.cloid))
+                         o.expires_at, unpack_cloid(o.cloid), o.reduce_only)
 
     def _check_books(self) -> dict[int, _Order]:
         seen: dict[int, _Order] = {}
@@ -1589,6 +1693,14 @@ class ReferenceEngine(ModeRules, TriggerRules):
                 _require(o is not None and o.account == account, "account list inconsistent with the book")
             listed += len(oids)
         _require(listed == len(self._orders), "an open order is missing from its account list")
+
+    def _check_reduce_only_and_deadlines(self) -> None:
+        for o in self._orders.values():
+            _require(not o.reduce_only or self._closable(o.account, o.market, o.side) > 0,
+                     f"reduce-only order {o.oid} has no position to reduce")
+        _require(self._risk or not self._deadlines, "a dead-man deadline while risk is off")
+        _require(all(0 <= a < self._config.max_accounts and at > 0 for a, at in self._deadlines.items()),
+                 "a dead-man deadline out of range")
 
     def _check_risk(self) -> None:
         """Conservation to the atom, long = short = OI, order exposure = the resting orders."""

@@ -7,7 +7,9 @@ Layout
 * ``pos`` (``POSITION_DTYPE``): a dense ``[account, market]`` table. ``size`` is signed lots;
   ``cost`` the signed entry cost basis in atoms (``Σ size·price·atl`` of what is open, so a
   short has a negative cost); ``bid_*``/``ask_*`` the account's resting orders in that
-  market (lots, and notional at their limit prices in atoms).
+  market (lots, and notional at their limit prices in atoms), reduce-only ones included;
+  ``ro_n`` how many of those are reduce-only.
+* ``acc["dms_at"]``: the account's dead-man deadline (ns; 0 = none), ``engine.dead_man``.
 * The fee account is the counter ``ctr[C_FEES]``.
 
 Invariants (``engine.invariants``)
@@ -16,14 +18,16 @@ Invariants (``engine.invariants``)
   (``Σ uPnL`` at any common price equals ``−Σ cost`` because long and short sizes match).
 * Long lots equal short lots per market and equal ``mkt["oi"]``.
 * ``bid_*``/``ask_*`` equal the sums over the account's resting orders.
+* A resting reduce-only order's account holds a position on the other side of it in that
+  market (between commands; ``engine.reduce_only``).
 
 Bounds: a position's notional at ``max_price`` is at most ``2^59`` atoms and its size at
 most ``MAX_POSITION_LOTS`` (so two sizes multiply inside int64); an account's total at the
 markets' ``max_price`` is at most ``2^62`` atoms; the pre-trade check enforces both, so
 equity, costs and margins never overflow.
 
-Known limitations: cross margin only (isolated margin, reduce-only and triggers are not here
-yet); checks are O(markets) per order because positions are dense.
+Known limitations: cross margin only (isolated margin is not here yet); checks are O(markets)
+per order because positions are dense.
 """
 
 from __future__ import annotations
@@ -31,13 +35,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from engine.book import C_FEES, C_NPOS
+from engine.book import C_FEES, C_NPOS, C_RO_DUE
 from engine.kernel_consts import PPM, R_OI_CAP
 from engine.margin import initial_margin_atoms, maintenance_margin_atoms, max_leverage
 from engine.modes import is_dark
 from engine.pricing import OI_CAP_DARK_PPB, dark_oi_cap_atoms
 
-ACCOUNT_DTYPE = np.dtype([("collateral", np.int64), ("npos", np.int64)], align=True)
+ACCOUNT_DTYPE = np.dtype([("collateral", np.int64), ("npos", np.int64), ("dms_at", np.int64)], align=True)
 
 POSITION_DTYPE = np.dtype(
     [
@@ -51,6 +55,7 @@ POSITION_DTYPE = np.dtype(
         ("realized", np.int64),
         ("funding", np.int64),
         ("liq_ts", np.int64),
+        ("ro_n", np.int64),  # resting reduce-only orders of the account in the market
     ],
     align=True,
 )
@@ -208,27 +213,40 @@ def oi_capped(pos, mkt, a, m, side):
     return not (size > 0 and pos[a, m]["ask_lots"] <= size)
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def closable_lots(pos, a, m, side):
+    """Lots an order on ``side`` can take off the account's position in ``m`` before it
+    reaches zero: the position's size when the order is on the other side of it, else 0."""
+    size = pos[a, m]["size"]
+    if side == 0:
+        return -size if size < 0 else 0
+    return size if size > 0 else 0
+
+
 @njit(cache=True, _nrt=False)
-def pretrade_code(acc, pos, mkt, a, m, side, price, lots, r_limit, r_margin):
+def pretrade_code(acc, pos, mkt, a, m, side, price, lots, r_limit, r_margin, reduce_only):
     """0 if the account may add an order of ``lots`` at ``price``; else a reject code: a
     replacement of nothing (``replace_code`` with no old order)."""
-    return replace_code(acc, pos, mkt, a, m, side, price, 0, price, lots, r_limit, r_margin)
+    return replace_code(acc, pos, mkt, a, m, side, price, 0, price, lots, r_limit, r_margin, reduce_only)
 
 
 @njit(cache=True, _nrt=False)
-def replace_code(acc, pos, mkt, a, m, side, old_price, old_lots, price, lots, r_limit, r_margin):
+def replace_code(acc, pos, mkt, a, m, side, old_price, old_lots, price, lots, r_limit, r_margin, reduce_only):
     """0 if the account may replace its resting order (``old_*``; 0 lots for a new order) by
     one of ``lots`` at ``price``; else a reject code. The change is applied to the exposure
     tentatively and undone: the limits must hold with it, and if it raises the account's IM
     over the IM with the old order in place, equity must cover the new IM (so an amend that
     does not raise the IM, a smaller size say, never needs margin). More lots than before
-    also meet the open-interest cap (``oi_capped``)."""
+    also meet the open-interest cap (``oi_capped``). A reduce-only order meets the limits
+    alone: it cannot add to a position, so neither the cap nor margin applies."""
     before = total_im(pos, mkt, a)
     expo_add(pos, mkt, a, m, side, old_price, -old_lots)
     expo_add(pos, mkt, a, m, side, price, lots)
     code = 0
     if not within_limits(pos, mkt, a):
         code = r_limit
+    elif reduce_only:
+        code = 0
     elif lots > old_lots and oi_capped(pos, mkt, a, m, side):
         code = R_OI_CAP
     else:
@@ -251,7 +269,9 @@ def apply_fill(acc, pos, mkt, a, m, side, lots, price, fee, ctr):
     cost ``⌈cost·closing/|size|⌉`` (rounded up: the realized PnL ``cash − removed`` rounds
     against the trader; what is left stays in the cost of the remaining position, so nothing
     is created or lost) and books ``cash − removed`` to collateral. A flip closes the whole
-    position first. ``cost = Q·|size| + R`` splits the product so it fits int64.
+    position first. ``cost = Q·|size| + R`` splits the product so it fits int64. Closing or
+    flipping a position that has reduce-only orders sets ``C_RO_DUE`` to ``m + 1``: they are
+    cancelled when the taker's matching is done (``engine.reduce_only``).
     """
     p = pos[a, m]
     atl = mkt[m]["atl"]
@@ -276,6 +296,8 @@ def apply_fill(acc, pos, mkt, a, m, side, lots, price, fee, ctr):
         if lots > closing:
             p["cost"] += s * (lots - closing) * price * atl
     p["size"] = new
+    if p["ro_n"] > 0 and (new == 0 or (old > 0) != (new > 0)):
+        ctr[C_RO_DUE] = m + 1
     acc[a]["collateral"] -= fee
     ctr[C_FEES] += fee
     if old == 0 and new != 0:

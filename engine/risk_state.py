@@ -8,7 +8,7 @@ import msgspec
 import numpy as np
 from numba import njit
 
-from engine.book import C_DEPOSITS, C_FEES, C_MODES, C_RISK, C_WITHDRAWALS
+from engine.book import C_DEPOSITS, C_DMS, C_FEES, C_MODES, C_RISK, C_WITHDRAWALS
 from engine.codes import MarketMode
 from engine.margin import MAX_TIERS
 from engine.pricing import band_ticks
@@ -99,10 +99,11 @@ MODE_WORDS = ("mode", "ext", "ext_ts", "fresh_ts", "ref", "band_lo", "band_hi", 
 def dump_risk(mkt, ctr, acc, pos):
     """Counters, per-market price and funding state, then every account with collateral or
     positions: (account, collateral, then per non-empty position market, size, cost, lev,
-    bid lots/notional, ask lots/notional, realized, funding). Empty when risk is off, except
-    the markets' price state."""
+    bid lots/notional, ask lots/notional, realized, funding, last liquidation time; -1); then,
+    only when some account has a dead-man deadline, their number and (account, deadline) for
+    each in ascending account. Empty when risk is off, except the markets' price state."""
     nm = mkt.shape[0]
-    out = np.empty(8 + nm * (12 + len(MODE_WORDS)) + acc.shape[0] * (3 + nm * 11), dtype=np.int64)
+    out = np.empty(9 + nm * (12 + len(MODE_WORDS)) + acc.shape[0] * (5 + nm * 11), dtype=np.int64)
     k = 0
     out[0] = ctr[C_RISK]
     out[1] = ctr[C_DEPOSITS]
@@ -176,4 +177,12 @@ def dump_risk(mkt, ctr, acc, pos):
             k += 11
         out[k] = -1
         k += 1
+    if ctr[C_DMS] != 0:
+        out[k] = ctr[C_DMS]
+        k += 1
+        for a in range(acc.shape[0]):
+            if acc[a]["dms_at"] != 0:
+                out[k] = a
+                out[k + 1] = acc[a]["dms_at"]
+                k += 2
     return out[:k]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from engine.book import C_NTRIG, C_RISK, C_TRIG_SEQ
+from engine.book import C_NTRIG, C_RISK, C_RO_DUE, C_TRIG_SEQ
 from engine.codes import MAX_MARK_TICKS
 from engine.emit import emit, emit_reject
 from engine.kernel_consts import (
@@ -56,6 +56,7 @@ from engine.kernel_consts import (
     TS_POSITION_CLOSED,
 )
 from engine.matching import do_place
+from engine.reduce_only import cancel_stale_reduce_only
 
 TRIGGER_DTYPE = np.dtype(
     [
@@ -240,8 +241,12 @@ def run_triggers(i, ts, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, s
         c["cloid1"] = 0
         c["cloid2"] = 0
         c["cloid3"] = 0
+        c["flags"] = 0
         n = do_place(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                      acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
+        if ctr[C_RO_DUE] != 0:  # as after a Place command (engine.kernel)
+            n = cancel_stale_reduce_only(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best,
+                                         count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
     return n
 
 

@@ -14,7 +14,8 @@ Two markets, chosen so that random streams reach the risk paths:
   is reachable), impact notional $200.
 
 Operations are abstract (order references, prices relative to the mark, time jumps, amounts
-one atom either side of a limit) and are resolved into raw command records against the
+one atom either side of a limit, reduce-only orders on the side that closes the position or
+the wrong one, dead-man deadlines ahead of the clock, at it or behind it) and are resolved into raw command records against the
 reference engine's state as the stream runs; account commands and oracle updates are sometimes
 written as Structs and converted. Directed tests at the end walk each limit to the atom
 (withdrawal floor, collateral, leverage margin, deposit caps, position limit) through both
@@ -33,11 +34,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_differential import assert_same_events
 
-from engine.codes import CommandKind, EventKind, LiquidationStep, Reject, Tif
+from engine.codes import CancelReason, CommandKind, EventKind, LiquidationStep, OrderFlag, Reject, Tif
 from engine.commands import (
     COMMAND_DTYPE,
     Deposit,
     OracleUpdate,
+    ScheduleCancel,
     SetLeverage,
     Withdraw,
     to_records,
@@ -121,7 +123,31 @@ leverage_ops = st.tuples(st.just("leverage"), accounts, markets, leverages, as_s
 oracle_ops = st.tuples(st.just("oracle"), markets, oracle_moves, as_struct, steps)
 set_mark_ops = st.tuples(st.just("set_mark"), st.sampled_from([0, 1]), st.integers(-100, 100))
 tick_ops = st.tuples(st.just("tick"), tick_jumps)
-batch_ops = st.tuples(st.just("batch"), st.lists(weighted((3, place_ops), (1, cancel_ops), (1, amend_ops)),
+# reduce-only: the side that closes the account's position (or the wrong one, or a fixed side);
+# sizes as for places, or the position ± a lot
+reduce_sides = weighted((6, st.just("close")), (1, st.just("wrong")), (1, sides))
+reduce_sizes = weighted((2, size_keys), (3, st.sampled_from([-1, 0, 1]).map(lambda d: ("position", d))))
+holders = weighted((3, st.just("holder")), (2, accounts))  # "holder": an account with a position in the market
+reduce_tifs = weighted((6, st.just(Tif.GTC)), (2, st.just(Tif.IOC)), (1, st.just(Tif.FOK)), (1, st.just(Tif.ALO)),
+                       (2, st.just(Tif.MARKET)))
+passive_ticks = weighted((4, st.integers(0, 20)), (1, st.integers(-6, -1)))  # away from the mark (< 0: through it)
+reduce_ops = st.tuples(st.just("reduce_only"), markets, holders, reduce_sides, reduce_tifs, passive_ticks,
+                       reduce_sizes, steps)
+# trades around a holder's reduce-only orders: the holder shrinks its position with an ordinary
+# IOC, or another account lifts the side the holder's reduce-only orders rest on, for more than
+# the position (so a reduce-only maker's fill is capped and the rest swept)
+holder_trades = st.tuples(st.just("holder_trade"), markets, st.sampled_from(["shrink", "lift"]), steps)
+# a batch in which one account posts an order one tick through the mark and another takes it:
+# two positions opened (or changed) at once
+open_pairs = st.tuples(st.just(0) | st.just(1), st.permutations(range(5)), sides, size_keys).map(
+    lambda t: ("batch", [("place", t[0], t[1][0], t[2], Tif.GTC, 0, 1 if t[2] else -1, t[3], None, None, 0),
+                         ("place", t[0], t[1][1], 1 - t[2], Tif.IOC, 0, 1 if t[2] else -1, t[3], None, None, 0)],
+                None))
+deadlines = weighted((4, st.integers(1, 60).map(lambda s: ("in", s * SECOND))), (2, st.just(("clear", 0))),
+                     (1, st.sampled_from([0, -1]).map(lambda d: ("past", d))), (1, st.just(("negative", -1))))
+schedule_ops = st.tuples(st.just("schedule"), accounts, deadlines, as_struct)
+batch_ops = st.tuples(st.just("batch"), st.lists(weighted((3, place_ops), (1, cancel_ops), (1, amend_ops),
+                                                          (1, reduce_ops)),
                                                  max_size=4), often([None], ["deposit", "tick"], 1, 3))
 
 trigger_ops = st.tuples(st.just("trigger"), markets, accounts, sides, weighted((6, st.integers(0, 3)), (1, st.just(4))),
@@ -131,12 +157,21 @@ cancel_trigger_ops = st.tuples(st.just("cancel_trigger"), order_refs, steps)
 
 operations = weighted((16, place_ops), (2, cancel_ops), (5, amend_ops), (1, cancel_all_ops), (3, deposit_ops),
                       (3, withdraw_ops), (3, leverage_ops), (4, oracle_ops), (1, set_mark_ops), (5, tick_ops),
-                      (1, batch_ops), (3, trigger_ops), (1, cancel_trigger_ops))
+                      (1, batch_ops), (3, trigger_ops), (1, cancel_trigger_ops), (5, reduce_ops), (2, schedule_ops),
+                      (3, holder_trades))
 # Both oracles first, then money in the accounts (a lot in the whale's), nine times in ten.
 SETUP = [("oracle", 0, ("bp", 0), False, 0), ("oracle", 1, ("bp", 0), True, 0),
          *(("deposit", a, 600 * USD, a % 2 == 0) for a in range(5)), ("deposit", WHALE, 10**12, False)]
 streams = st.tuples(weighted((9, st.just(SETUP)), (1, st.just([]))),
                     st.lists(operations, min_size=10, max_size=80)).map(lambda pair: [*pair[0], *pair[1]])
+# Dense in reduce-only orders, the trades around them and deadlines, after the usual setup.
+focused_reduce_ops = st.tuples(st.just("reduce_only"), st.just(0) | st.just(1), st.just("holder"),
+                               weighted((8, st.just("close")), (1, st.just("wrong"))), reduce_tifs, passive_ticks,
+                               reduce_sizes, steps)
+focused_operations = weighted((4, place_ops), (4, open_pairs), (6, focused_reduce_ops), (5, holder_trades),
+                              (2, amend_ops),
+                              (1, cancel_ops), (2, schedule_ops), (3, tick_ops), (1, oracle_ops), (1, batch_ops))
+focused_streams = st.lists(focused_operations, min_size=10, max_size=60).map(lambda ops: [*SETUP, *ops])
 
 
 # ---------------------------------------------------------------------------- resolution
@@ -165,7 +200,9 @@ class RiskResolver:
             elif stray == "tick":
                 recs.insert(len(recs) // 2, _record(CommandKind.TICK, ts=self.now))
             return np.array([_record(CommandKind.BATCH, size=len(recs), ts=self.now)] + recs, dtype=COMMAND_DTYPE)
-        if op[0] in ("deposit", "withdraw", "leverage", "oracle") and op[3 if op[0] != "leverage" else 4]:
+        if op[0] == "holder_trade":
+            return np.array(self._holder_trade(op, engine), dtype=COMMAND_DTYPE)
+        if op[0] in ("deposit", "withdraw", "leverage", "oracle", "schedule") and op[3 if op[0] != "leverage" else 4]:
             return to_records([self._struct(op, engine)], SPECS)
         return np.array([self._record(op, engine)], dtype=COMMAND_DTYPE)
 
@@ -237,6 +274,70 @@ class RiskResolver:
         if self.risk and engine.totals()[0] + max(atoms, 0) > 1 << 62:
             return 1_000 * USD
         return atoms
+
+    def _position_lots(self, engine, account: int, market: int) -> int:
+        if not self.risk or not 0 <= account < RISK.max_accounts or not 0 <= market < len(SPECS):
+            return 0
+        return engine.position(account, market).size_lots
+
+    def _reduce_only(self, op: tuple, engine) -> tuple:
+        """A reduce-only place: ``holder`` is the lowest account with a position in the market
+        (account 0 without any); ``close`` is the side that reduces the position (a buy when
+        flat), ``wrong`` the other; the price is ``away`` ticks from the mark on the passive
+        side (a sell above it, a buy below); a ``("position", d)`` size is |position| + d lots
+        (one size unit when flat)."""
+        _, m, a, side_key, tif, away, size_key, step = op
+        self.now += step
+        if a == "holder":
+            a = self._holder(engine, m)
+        size = self._position_lots(engine, a, m)
+        if side_key in ("close", "wrong"):
+            side = 1 if size > 0 else 0
+            side = 1 - side if side_key == "wrong" else side
+        else:
+            side = side_key
+        if isinstance(size_key, tuple) and size_key[0] == "position" and size != 0:
+            lots = abs(size) + size_key[1]
+        elif isinstance(size_key, tuple) and size_key[0] == "position":
+            lots = self._lots(1, m, engine, a, side)
+        else:
+            lots = self._lots(size_key, m, engine, a, side)
+        price = 0 if tif == Tif.MARKET else self._mark(engine, m) + (away if side == 1 else -away)
+        return _record(CommandKind.PLACE, market=m, account=a, side=side, tif=int(tif), price=price, size=lots,
+                       ts=self.now, flags=int(OrderFlag.REDUCE_ONLY))
+
+    def _holder(self, engine, market: int) -> int:
+        """The lowest account with a position in ``market`` (0 if none)."""
+        held = [b for b in range(RISK.max_accounts) if self._position_lots(engine, b, market) != 0]
+        return held[0] if held else 0
+
+    def _holder_trade(self, op: tuple, engine) -> list[tuple]:
+        """Records around the holder's position. ``shrink``: another account bids (offers) half
+        the holder's long (short) one tick through the mark and the holder sells (buys) it in
+        an IOC; ``lift``: the next account takes the side the holder's reduce-only orders
+        rest on, 30 ticks through the mark, for the position and two lots (scaled) more."""
+        _, m, what, step = op
+        self.now += step
+        a = self._holder(engine, m)
+        size = self._position_lots(engine, a, m)
+        closing = 1 if size > 0 else 0
+        mark = self._mark(engine, m)
+        if what == "shrink":
+            lots = max(1, (abs(size) + 1) // 2)
+            price = mark - 1 if closing else mark + 1
+            return [_record(CommandKind.PLACE, market=m, account=(a + 2) % 5, side=1 - closing, price=price, size=lots,
+                            ts=self.now),
+                    _record(CommandKind.PLACE, market=m, account=a, side=closing, tif=int(Tif.IOC), price=price,
+                            size=lots, ts=self.now)]
+        scale = LOT_SCALE[m] if m in LOT_SCALE else 1
+        side = 1 - closing
+        return [_record(CommandKind.PLACE, market=m, account=(a + 1) % 5, side=side, tif=int(Tif.IOC),
+                        price=mark + (30 if side == 0 else -30), size=abs(size) + 2 * scale, ts=self.now)]
+
+    def _deadline(self, when) -> int:
+        """``("in", ns)`` ahead of the clock; ``("past", d)`` the clock + d (0: at it); 0 clears."""
+        kind, value = when
+        return self.now + value if kind in ("in", "past") else value
 
     def _tick_ts(self, jump) -> int:
         kind, value = jump
@@ -325,6 +426,10 @@ class RiskResolver:
             return _record(CommandKind.SET_MARK, market=m, price=max(1, self._mark(engine, m) + offset), ts=self.now)
         if kind == "tick":
             return _record(CommandKind.TICK, ts=self._tick_ts(op[1]))
+        if kind == "reduce_only":
+            return self._reduce_only(op, engine)
+        if kind == "schedule":
+            return _record(CommandKind.SCHEDULE_CANCEL, account=op[1], expires_at=self._deadline(op[2]), ts=self.now)
         raise AssertionError(op)
 
     def _struct(self, op: tuple, engine):
@@ -338,6 +443,8 @@ class RiskResolver:
         if kind == "leverage":
             _, a, m, lev, _ = op
             return SetLeverage(account=a, market=m, leverage=lev, ts_ns=self.now)
+        if kind == "schedule":
+            return ScheduleCancel(account=op[1], at_ns=self._deadline(op[2]), ts_ns=self.now)
         _, m, move, _, step = op
         self.now += step
         tick = SPECS[m].tick_size if 0 <= m < len(SPECS) else Decimal("0.01")
@@ -400,6 +507,12 @@ def test_risk_streams_give_identical_events_hash_and_invariants(ops):
     run_stream(ops, RISK)
 
 
+@settings(max_examples=200 * SCALE, **FUZZ)
+@given(focused_streams)
+def test_reduce_only_and_dead_man_streams_give_identical_events_hash_and_invariants(ops):
+    run_stream(ops, RISK)
+
+
 @settings(max_examples=60 * SCALE, **FUZZ)
 @given(streams)
 def test_streams_with_risk_off_agree(ops):
@@ -407,7 +520,8 @@ def test_streams_with_risk_off_agree(ops):
     fills still record the last trade, and nothing else of the risk layer moves."""
     _, _, events = run_stream(ops, NO_RISK)
     kinds = set(np.concatenate(events)["kind"].tolist()) if events else set()
-    assert not kinds & {EventKind.BALANCE, EventKind.LEVERAGE, EventKind.FUNDING, EventKind.FUNDING_RATE}
+    assert not kinds & {EventKind.BALANCE, EventKind.LEVERAGE, EventKind.FUNDING, EventKind.FUNDING_RATE,
+                        EventKind.SCHEDULE}
 
 
 # ---------------------------------------------------------------------------- a long seeded stream
@@ -426,7 +540,20 @@ def _seeded_op(rng: np.random.Generator) -> tuple:
                 [74, 20, 3, 1, 2])
     ref = (pick(["live", "seen"], [3, 1]), int(rng.integers(0, 1_000)))
     kind = pick(["place", "cancel", "amend", "cancel_all", "deposit", "withdraw", "leverage", "oracle", "set_mark",
-                 "tick"], [40, 8, 10, 1, 9, 7, 6, 10, 1, 12])
+                 "tick", "reduce_only", "schedule", "holder_trade"], [40, 8, 10, 1, 9, 7, 6, 10, 1, 12, 8, 2, 4])
+    if kind == "holder_trade":
+        return ("holder_trade", m, pick(["shrink", "lift"]), step)
+    if kind == "reduce_only":
+        tif = pick([Tif.GTC, Tif.IOC, Tif.FOK, Tif.ALO, Tif.MARKET], [6, 2, 1, 1, 2])
+        side = pick(["close", "wrong", 0, 1], [12, 2, 1, 1])
+        lots = size if rng.random() < 0.4 else ("position", int(rng.integers(-1, 2)))
+        holder = "holder" if rng.random() < 0.6 else a
+        away = int(rng.integers(0, 21)) if rng.random() < 0.8 else int(rng.integers(-6, 0))
+        return ("reduce_only", m, holder, side, tif, away, lots, step)
+    if kind == "schedule":
+        when = pick([("in", int(rng.integers(1, 61)) * SECOND), ("clear", 0), ("past", int(rng.integers(-1, 1))),
+                     ("negative", -1)], [8, 3, 2, 1])
+        return ("schedule", a, when, bool(rng.random() < 0.3))
     if kind == "place":
         tif = pick([Tif.GTC, Tif.IOC, Tif.FOK, Tif.ALO, Tif.MARKET], [6, 2, 1, 1, 2])
         offset = pick([int(rng.integers(-6, 7)), int(rng.integers(-30, 31)), int(rng.integers(-300, 301))], [10, 4, 1])
@@ -466,7 +593,7 @@ def _seeded_op(rng: np.random.Generator) -> tuple:
 SEEDED_OPS = 10_000
 RISK_CODES = {Reject.AMOUNT_INVALID, Reject.ORACLE_PRICE_INVALID, Reject.PRICE_ABOVE_MAX, Reject.LEVERAGE_INVALID,
               Reject.INSUFFICIENT_MARGIN, Reject.POSITION_LIMIT, Reject.WITHDRAW_TOO_LARGE,
-              Reject.LEVERAGE_NEEDS_MARGIN}
+              Reject.LEVERAGE_NEEDS_MARGIN, Reject.DEADLINE_IN_PAST, Reject.REDUCE_ONLY_WOULD_INCREASE}
 
 
 def test_seeded_long_risk_stream_in_batches_of_varying_sizes():
@@ -500,6 +627,8 @@ def test_seeded_long_risk_stream_in_batches_of_varying_sizes():
     assert expected <= kinds, f"never emitted: {sorted(expected - kinds)}"
     codes = set(everything[everything["kind"] == EventKind.REJECTED]["code"].tolist())
     assert RISK_CODES <= codes, f"never produced: {sorted(Reject(c).name for c in RISK_CODES - codes)}"
+    reasons = set(everything[everything["kind"] == EventKind.CANCELLED]["reason"].tolist())
+    assert {CancelReason.DEAD_MAN, CancelReason.REDUCE_ONLY} <= reasons, f"cancel reasons seen: {sorted(reasons)}"
     funding = everything[everything["kind"] == EventKind.FUNDING]
     assert (funding["remaining"] > 0).any() and (funding["remaining"] < 0).any(), "funding never flowed both ways"
     steps = set(everything[everything["kind"] == EventKind.LIQUIDATION]["reason"].tolist())

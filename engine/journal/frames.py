@@ -29,7 +29,8 @@ Invariants
 Known limitations
 -----------------
 * The record bytes are the in-memory numpy layout: a change of ``COMMAND_DTYPE`` makes old
-  journals unreadable (refused by the meta check) until a converter exists.
+  journals unreadable (refused by the meta check) until a converter exists. The layout has
+  no padding bytes (numpy copies would leave them uninitialised, and frames would differ).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import numpy as np
 from engine.commands import COMMAND_DTYPE
 from engine.spec import EngineConfig, MarketSpec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: COMMAND_DTYPE gained ``flags`` (reduce-only places), 88 -> 96 bytes
 META_NAME = "journal.json"
 SEGMENT_PREFIX = "seg-"
 SEGMENT_SUFFIX = ".ahj"

@@ -16,6 +16,7 @@ from engine.journal import (
     JournalNotFound,
     frames,
 )
+from engine.commands import COMMAND_DTYPE
 from engine.spec import EngineConfig
 
 
@@ -249,6 +250,13 @@ def test_meta_file_records_specs_config_and_record_layout(tmp_path, commands):
     assert meta.config == CONFIG
     assert meta.command_dtype == frames.command_layout()
     assert meta.format == frames.FORMAT_VERSION
+
+
+def test_command_records_have_no_padding_bytes():
+    # Frames hold raw record bytes; numpy copies (np.concatenate, say) leave padding bytes
+    # uninitialised, so a record with padding would make the same commands journal differently.
+    dtype = COMMAND_DTYPE
+    assert sum(dtype.fields[name][0].itemsize for name in dtype.names) == dtype.itemsize == 96
 
 
 def test_a_corrupt_meta_file_is_an_error(tmp_path, commands):
