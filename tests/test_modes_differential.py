@@ -126,13 +126,13 @@ def _warm(numba_warm):
     """Compile before Hypothesis starts timing examples."""
 
 
-@settings(max_examples=150 * SCALE, **FUZZ)
+@settings(max_examples=60 * SCALE, **FUZZ)
 @given(streams)
 def test_mode_streams_agree_with_external_markets(ops):
     run_mode_stream(ops, EXTERNAL_SPECS)
 
 
-@settings(max_examples=80 * SCALE, **FUZZ)
+@settings(max_examples=40 * SCALE, **FUZZ)
 @given(streams)
 def test_mode_streams_agree_with_a_pre_ipo_market(ops):
     run_mode_stream(ops, PRE_IPO_SPECS)
@@ -173,7 +173,7 @@ def _seeded_stream(seed: int, length: int) -> list[tuple]:
 
 @pytest.mark.parametrize("specs", [EXTERNAL_SPECS, PRE_IPO_SPECS], ids=["external", "pre_ipo"])
 def test_seeded_mode_stream_reaches_every_mode_and_agrees(specs):
-    events = np.concatenate(run_mode_stream(_seeded_stream(7, 1_500), specs))
+    events = np.concatenate(run_mode_stream(_seeded_stream(7, 700), specs))
     modes_seen = set(events["reason"][events["kind"] == EventKind.MODE].tolist())
     assert {MarketMode.INTERNAL, MarketMode.REOPENING, MarketMode.EXTERNAL, MarketMode.HALTED} <= modes_seen
     if specs is PRE_IPO_SPECS:  # it starts pre-IPO, refuses external prices, then is listed
