@@ -15,7 +15,7 @@ run: $(VENV)
 	$(BIN)/afterhours demo
 
 test: $(VENV)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 bench: $(VENV)
 	$(BIN)/python -m benchmarks.matching
