@@ -36,6 +36,9 @@ Known limitations
 * A crash between a demo ``Deposit`` and the key file it belongs to funds that account
   twice on the next start (demo money only).
 * Credentials of the local accounts live in the data directory, readable by its owner only.
+* Stamps never go back: after a run with a positive ``time_offset_s``, a restart without it
+  keeps stamping the journal's last time until the clock catches up (funding, expiries and
+  the oracle's view of the session then disagree until it does).
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ from api.config import SIM_SOURCE, NodeConfig, market_feed, scenario
 from api.nonce_log import NonceLog
 from api.sequencer import Sequencer
 from engine.commands import Deposit, OracleUpdate
-from engine.journal import FileOps, JournaledEngine
+from engine.journal import FileOps, JournaledEngine, JournalMismatch
 from oracle.calendar import build_schedule
 from oracle.service import OracleService
 from oracle.sources.simulated import SimulatedFeed, SimulatedSource
@@ -134,8 +137,12 @@ class Node:
     async def start(self) -> None:
         cfg = self.config
         os.makedirs(self.data_dir, exist_ok=True)
-        journaled = await asyncio.to_thread(JournaledEngine.open, os.path.join(self.data_dir, "journal"),
-                                            self.specs, self.engine_config)
+        try:
+            journaled = await asyncio.to_thread(JournaledEngine.open, os.path.join(self.data_dir, "journal"),
+                                                self.specs, self.engine_config)
+        except JournalMismatch as err:
+            raise JournalMismatch(f"{err}. The markets or engine sizing changed since this data directory was "
+                                  "created: start with another --data-dir (or the old configuration)") from None
         self.recovered_seq, self._snapshot_seq = journaled.seq, journaled.seq
         self.recovered_hash = journaled.engine.state_hash()
         nonce_log = NonceLog.open(self.data_dir)

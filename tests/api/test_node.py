@@ -21,6 +21,7 @@ from api.nonce_log import NonceLog
 from api.sequencer import SequencerUnavailable
 from engine.codes import MarketMode
 from engine.commands import Deposit
+from engine.journal import JournalMismatch
 from oracle.calendar import ns_from_datetime
 
 NVDA, SPACEX = DEFAULT_MARKETS[0], DEFAULT_MARKETS[5]
@@ -110,3 +111,16 @@ def test_a_node_first_started_on_a_weekend_prices_the_stock_internally(tmp_path)
     assert nvda.band_low < nvda.oracle < nvda.band_high and nvda.ref == nvda.external  # around the close
     assert abs(Decimal(nvda.oracle) / 100 - NVDA.start_price) < NVDA.start_price / 4
     assert spacex.mode == MarketMode.PRE_IPO and spacex.oracle == 20_000
+
+
+def test_a_data_directory_of_other_markets_is_refused_with_a_hint(tmp_path):
+    async def run(cfg):
+        node = Node(cfg, out=lambda text: None)
+        try:
+            await node.start()
+        finally:
+            await node.stop()
+
+    asyncio.run(run(config(tmp_path)))
+    with pytest.raises(JournalMismatch, match="another --data-dir"):
+        asyncio.run(run(config(tmp_path, markets=(NVDA,))))
