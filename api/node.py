@@ -7,7 +7,8 @@ Layout
 
 1 opens (or creates) the journal in ``<data_dir>/journal`` and recovers the engine (newest
   usable snapshot + replay), and the nonce journal in ``<data_dir>`` (``api.nonce_log``);
-2 loads the API keys (``<data_dir>/keys.json``, client credentials in ``<data_dir>/keys/``);
+2 loads the API keys (``<data_dir>/keys.json``, client credentials in ``<data_dir>/keys/``)
+  and the ``NonceStore`` (``node.nonces``) from the nonce journal, for the gateway;
 3 starts the ``Sequencer`` (its Tick timer runs from now on);
 4 opens the demo account on the first start: a key (``api.auth.create_demo_key``) and a
   ``Deposit`` of ``demo_deposit``; with bots on, the maker's and taker's accounts too;
@@ -58,7 +59,6 @@ from aiohttp import web
 from api.auth import (
     SCOPES,
     ApiKey,
-    Authenticator,
     KeyStore,
     NonceStore,
     Signer,
@@ -71,7 +71,9 @@ from engine.commands import Deposit, OracleUpdate
 from engine.journal import FileOps, JournaledEngine, JournalMismatch
 from oracle.calendar import build_schedule
 from oracle.service import OracleService
+from oracle.session import Session
 from oracle.sources.simulated import SimulatedFeed, SimulatedSource
+from oracle.update import OracleUpdate as OracleServiceUpdate
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,8 @@ class Node:
         self.sequencer: Sequencer | None = None
         self.keys = KeyStore()
         self.signers: dict[str, Signer] = {}
-        self.auth: Authenticator | None = None
+        self.nonces = NonceStore()
+        self.sessions: dict[int, Session] = {}  # each market's session as the oracle last reported it
         self.oracle: OracleService | None = None
         self.oracle_ready = asyncio.Event()  # set once the oracle service runs
         self.demo: Signer | None = None
@@ -147,7 +150,7 @@ class Node:
         self.recovered_hash = journaled.engine.state_hash()
         nonce_log = NonceLog.open(self.data_dir)
         self._load_keys()
-        self.auth = Authenticator(cfg.network, self.keys, NonceStore.load(nonce_log.state()))
+        self.nonces = NonceStore.load(nonce_log.state())  # the gateway checks nonces with this store
         self.sequencer = Sequencer(journaled, clock_ns=self.clock_ns, tick_interval_s=cfg.tick_interval_s,
                                    max_batch=cfg.max_batch, nonce_log=nonce_log)
         await self.sequencer.start()
@@ -211,9 +214,22 @@ class Node:
             await self._seed_prices(feed)
         feeds = [market_feed(i, m) for i, m in enumerate(cfg.markets) if m.calendar_exchange is not None]
         source = SimulatedSource(feed, name=SIM_SOURCE.name, clock=self.clock_ns)
-        self.oracle = OracleService(feeds, self.sequencer.submit_oracle, poll_sources=[source], clock=self.clock_ns)
+        self.oracle = OracleService(feeds, self._on_oracle_update, poll_sources=[source], clock=self.clock_ns)
         self.oracle_ready.set()
         await self.oracle.run()
+
+    def _on_oracle_update(self, update: OracleServiceUpdate) -> None:
+        self.sessions[update.market] = update.session
+        self.sequencer.submit_oracle(update)
+
+    def session_of(self, market: int) -> str | None:
+        """The market's session as the oracle last reported it, lower-cased (``"regular"``,
+        ``"closed_weekend"``, …); ``"internal_only"`` for a pre-IPO market; None before the
+        oracle's first update or with the oracle off."""
+        if self.config.markets[market].calendar_exchange is None:
+            return Session.INTERNAL_ONLY.name.lower()
+        session = self.sessions.get(market)
+        return None if session is None else session.name.lower()
 
     async def _seed_prices(self, feed: SimulatedFeed) -> None:
         """A new journal's first external prices: the source's last published price of each
@@ -318,12 +334,15 @@ def _url_host(host: str) -> str:
 
 
 def create_web_app(node: Node) -> web.Application:
-    """The websocket/REST app: the gateway's when ``api.gateway`` exists, else ``minimal_app``."""
-    if importlib.util.find_spec("api.gateway") is not None:
-        from api.gateway import create_app
+    """The websocket/REST app: the gateway's (``api.gateway.create_app``) when that module
+    exists, else ``minimal_app``. Called once the sequencer has started."""
+    if importlib.util.find_spec("api.gateway") is None:
+        return minimal_app(node)
+    from api.gateway import GatewayConfig, create_app
 
-        return create_app(node)
-    return minimal_app(node)
+    return create_app(node.sequencer, node.keys, node.nonces, node.specs,
+                      config=GatewayConfig(network=node.config.network), clock_ns=node.clock_ns,
+                      session_of=node.session_of)
 
 
 def minimal_app(node: Node) -> web.Application:

@@ -103,10 +103,12 @@ def test_a_node_first_started_on_a_weekend_prices_the_stock_internally(tmp_path)
                 break
             await asyncio.sleep(0.05)
         modes = node.engine.mode(0), node.engine.mode(1)
+        sessions = node.session_of(0), node.session_of(1)
         await node.stop()
-        return modes
+        return modes, sessions
 
-    nvda, spacex = asyncio.run(run())
+    (nvda, spacex), sessions = asyncio.run(run())
+    assert sessions == ("closed_weekend", "internal_only")  # what the gateway's market channel shows
     assert nvda.mode == MarketMode.INTERNAL
     assert nvda.band_low < nvda.oracle < nvda.band_high and nvda.ref == nvda.external  # around the close
     assert abs(Decimal(nvda.oracle) / 100 - NVDA.start_price) < NVDA.start_price / 4
@@ -124,3 +126,4 @@ def test_a_data_directory_of_other_markets_is_refused_with_a_hint(tmp_path):
     asyncio.run(run(config(tmp_path)))
     with pytest.raises(JournalMismatch, match="another --data-dir"):
         asyncio.run(run(config(tmp_path, markets=(NVDA,))))
+
