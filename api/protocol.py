@@ -712,6 +712,11 @@ def _decode(decoder: msgspec.json.Decoder, frame: bytes | str, max_bytes: int) -
         size = len(frame.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise ProtocolError(GatewayCode.MESSAGE_TOO_LARGE, f"{size} bytes; the limit is {max_bytes}")
+    if isinstance(frame, bytes) and not frame.isascii():
+        try:  # msgspec does not check the UTF-8 of string contents
+            frame.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(GatewayCode.INVALID_UTF8, f"byte {exc.start}") from None
     try:
         return decoder.decode(frame)
     except msgspec.ValidationError as exc:
