@@ -49,7 +49,8 @@ class Connection:
 
     def __init__(self, ws: web.WebSocketResponse, transport: Any, limits: Limits, now_ns: int, *,
                  snapshot: Callable[[Hashable], bytes | None], close_grace_s: float = 5.0,
-                 on_sent: Callable[[int], None] | None = None, on_slow: Callable[[], None] | None = None):
+                 on_sent: Callable[[int], None] | None = None, on_slow: Callable[[], None] | None = None,
+                 on_conflate: Callable[[], None] | None = None):
         self.id = next(_ids)
         self.ws, self._transport = ws, transport
         self.limiter = ConnectionLimiter(limits, now_ns)
@@ -61,6 +62,7 @@ class Connection:
         self._grace = close_grace_s
         self._on_sent = on_sent or (lambda n: None)
         self._on_slow = on_slow or (lambda: None)
+        self._on_conflate = on_conflate or (lambda: None)
         self._queue: deque[tuple[Any, Hashable | None]] = deque()
         self._resync: set[Hashable] = set()
         self._wake = asyncio.Event()
@@ -107,6 +109,7 @@ class Connection:
                 markers.append(key)
         if markers:
             self.conflations += 1
+            self._on_conflate()
         for key in markers:
             kept.append((None, key))
             self._resync.add(key)
@@ -177,11 +180,17 @@ class Connection:
                 if frame is not None:
                     await self.ws.send_frame(frame, WSMsgType.TEXT)
                 await self.ws.close(code=code)
-        except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():
+                raise
+            self.abort()  # the socket's drain future, cancelled with the writer we stopped
+        except (TimeoutError, ConnectionError, RuntimeError):
             self.abort()
 
     def abort(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
+        """Drop the socket now, unsent bytes included (a closing transport would wait for a
+        peer that does not read)."""
+        if self._transport is not None:
             self._transport.abort()
 
     async def finish(self) -> None:

@@ -59,6 +59,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     liveness_interval_ms: int = 500  # how often pings, idle and age are checked
     recent_per_account: int = 100  # userFills / userFundings kept for snapshots
     cloid_cache: int = 10_000  # answers kept for idempotent retries by cloid
+    send_buffer_bytes: int | None = None  # SO_SNDBUF of each websocket (None: the kernel's autotuning)
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "l2book_interval_ms", "liveness_interval_ms", "recent_per_account",
@@ -112,7 +113,8 @@ class Gateway:
         conn = Connection(ws, transport, self.limits, self.clock_ns(), snapshot=self.publisher.snapshot,
                           close_grace_s=self.config.close_grace_s,
                           on_sent=lambda n: self.metrics.inc("afterhours_messages_out_total", n),
-                          on_slow=lambda: self.metrics.inc("afterhours_connections_closed_total", reason="slow_consumer"))
+                          on_slow=lambda: self.metrics.inc("afterhours_connections_closed_total", reason="slow_consumer"),
+                          on_conflate=lambda: self.metrics.inc("afterhours_conflations_total"))
         self.connections[conn.id] = conn
         self.metrics.inc("afterhours_connections_opened_total")
         conn.start()

@@ -26,6 +26,7 @@ Known limitations
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -54,6 +55,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(autoping=False, max_msg_size=2 * limit + 16, timeout=gw.config.close_grace_s,
                                compress=False)
     await ws.prepare(request)
+    _bound_send_buffer(request, gw.config.send_buffer_bytes)
     conn = gw.new_connection(ws, request.transport)
     posts: set[asyncio.Task] = set()
     try:
@@ -81,6 +83,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if reason is not None:
             gw.metrics.inc("afterhours_connections_closed_total", reason=reason)
     return ws
+
+
+def _bound_send_buffer(request: web.Request, size: int | None) -> None:
+    """A fixed kernel send buffer: a client that stops reading fills its queue sooner."""
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if size is not None and sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
 def _http_refusal(code: int, retry_after_ms: int | None, status: int, detail: str | None = None) -> web.Response:
