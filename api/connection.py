@@ -194,14 +194,15 @@ class Connection:
             self._transport.abort()
 
     async def finish(self) -> None:
-        """Stop the writer and any closer; called once the handler's read loop ended."""
+        """Called once the handler's read loop ended: let a close in progress finish (it
+        waits for the writer, within the grace), then stop the writer."""
         self.closing = True
         self._wake.set()
-        for task in (self._writer, self._closer):
-            if task is not None and not task.done():
-                if task is self._writer:
-                    task.cancel()
-                try:
-                    await asyncio.wait_for(task, self._grace + 1)
-                except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
-                    pass
+        if self._closer is not None and not self._closer.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._closer), 2 * self._grace + 1)
+            except (asyncio.TimeoutError, Exception):
+                self.abort()
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
