@@ -262,6 +262,9 @@ class _BatchView:
             pub._last_funding[m] = int(ev["oid"])
             self.markets_touched.add(m)
         elif kind == EventKind.LIQUIDATION:
+            if m < 0:  # COLLATERAL and FEE steps concern the account, not a market
+                self.acct_touched.add(account)
+                return
             liq = feeds.liquidation(pub.markets, ev)
             if liq is not None:
                 self.liqs[m].append(liq)

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from api import protocol as p
-from engine.commands import Tick
+from engine.commands import OracleUpdate, Tick
 from gateway_harness import ALICE, BOB, NVDA, Node, WsClient, book_levels, place, warm_engine
 
 pytestmark = pytest.mark.asyncio
@@ -148,3 +148,48 @@ async def test_rest_book_action_health_schema_and_metrics(node, aiohttp_client):
     for name in ("afterhours_engine_lag_seconds", "afterhours_batch_commands_bucket", "afterhours_journal_fsync_seconds_count",
                  "afterhours_connections ", "afterhours_rejects_total", "afterhours_published_total"):
         assert name in metrics or name.strip() in metrics, name
+
+
+async def test_reduce_only_triggers_and_the_dead_man_switch_on_the_wire(node, aiohttp_client):
+    alice = await connect(aiohttp_client, node, node.alice)
+    bob = await connect(aiohttp_client, node, node.bob)
+    await alice.subscribe(p.OrderUpdatesSub())
+    await bob.post(place("NVDA", "sell", "1", "100.00"))
+    await alice.post(place("NVDA", "buy", "1", "100.00"))  # alice is long 1
+    grow = await alice.post(place("NVDA", "buy", "1", "99.00", reduceOnly=True))
+    assert grow.statuses[0].code == -2006  # REDUCE_ONLY_WOULD_INCREASE
+    shrink = await alice.post(place("NVDA", "sell", "0.5", "101.00", reduceOnly=True))
+    assert isinstance(shrink.statuses[0], p.Resting)
+
+    stop = await alice.post(p.PlaceTrigger(market="NVDA", side="sell", triggerPrice="98.00"))
+    [placed] = stop.statuses
+    assert isinstance(placed, p.TriggerPlaced) and [t.tid for t in node.engine.triggers(ALICE)] == [placed.tid]
+    gone = await alice.post(p.CancelTrigger(market="NVDA", tid=placed.tid))
+    assert gone.statuses == [p.TriggerCancelled(placed.tid)] and node.engine.triggers(ALICE) == []
+
+    deadline_ms = node.clock.ms() + 60_000
+    scheduled = await alice.post(p.ScheduleCancel(at=deadline_ms))
+    assert scheduled.statuses == [p.Scheduled(deadline_ms)]
+    node.clock.advance(seconds=61)
+    await node.sequencer.submit(Tick(ts_ns=0))
+    fired = await alice.next("orderUpdates", where=lambda x: any(o.reason == "dead_man" for o in x.data.orders))
+    assert [o.status for o in fired.data.orders] == ["cancelled"]
+    assert node.engine.open_orders(ALICE) == []
+    cleared = await alice.post(p.ScheduleCancel())
+    assert cleared.statuses == [p.Scheduled(None)]
+
+
+async def test_market_and_l2book_channels(node, aiohttp_client):
+    watcher = await connect(aiohttp_client, node)
+    alice = await connect(aiohttp_client, node, node.alice)
+    await watcher.subscribe(p.MarketSub(market="TSLA"))
+    info = (await watcher.next("market")).data
+    assert (info.market, info.oracle, info.mark, info.mode, info.session) == ("TSLA", "250.00", "250.00", "external", "regular")
+    await watcher.subscribe(p.L2BookSub(market="TSLA", depth=2))
+    assert (await watcher.next("l2Book")).data.bids == []
+    await alice.post(p.Batch([place("TSLA", "buy", "1", price) for price in ("249.00", "249.50", "249.95")]))
+    top = (await watcher.next("l2Book")).data
+    assert top.bids == [("249.95", "1.00"), ("249.50", "1.00")]
+    await node.sequencer.submit(OracleUpdate(market=1, price=Decimal("251.00")))
+    moved = (await watcher.next("market", where=lambda x: x.data.oracle == "251.00")).data
+    assert moved.seq == node.sequencer.seq

@@ -14,9 +14,9 @@ from api import protocol as p
 from api.actions import Markets
 from api.l2book import L2Book
 from api.publisher import Publisher
-from engine.commands import Cancel, Place, to_records
+from engine.commands import Cancel, Deposit, OracleUpdate, Place, Tick, to_records
 from engine.engine import Engine
-from gateway_harness import ALICE, BOB, CONFIG, NVDA, SETUP, SPECS, book_levels, warm_engine
+from gateway_harness import ALICE, BOB, CAROL, CONFIG, NVDA, SETUP, SPECS, book_levels, warm_engine
 
 T = 1_780_000_000_000_000_000
 
@@ -168,3 +168,20 @@ def test_unsubscribe_and_drop_stop_the_fan_out():
     feed.pub.drop(watcher)
     feed.run([sell(BOB, "1", "100.00"), buy(ALICE, "1", "100.00")])
     assert watcher.frames[1:] == []
+
+
+def test_a_backstop_liquidation_is_public_and_the_funds_fill_is_a_trade():
+    feed = Feed()
+    feed.run([Deposit(account=5, amount=Decimal("1000"))])
+    feed.run([sell(BOB, "95", "100.00"), buy(5, "95", "100.00")])
+    watcher = Recorder(1)
+    for key in (p.LiquidationsSub(), p.LiquidationsSub(market="NVDA"), p.TradesSub(market="NVDA")):
+        feed.pub.subscribe(watcher, key)
+    feed.run([OracleUpdate(market=0, price=Decimal("92.00")), buy(CAROL, "200", "91.50")])
+    feed.run([Tick(ts_ns=T + 10)])
+    pushes = watcher.pushes()
+    liqs = [push.data for push in pushes if isinstance(push, p.LiquidationsPush)]
+    assert len(liqs) == 2 and liqs[0] == liqs[1]  # the market's subscribers and the all-markets ones
+    assert [(x.kind, x.side, x.price, x.size) for x in liqs[0].events] == [("backstop", "long", "92.00", "95.000")]
+    [trades] = [push.data for push in pushes if isinstance(push, p.TradesPush)]
+    assert [(t.price, t.size, t.side) for t in trades.trades] == [("91.50", "19.000", "sell")]
