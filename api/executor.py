@@ -37,6 +37,7 @@ from api import actions
 from api import protocol as p
 from api.errors import GatewayCode, compose_msg, wire_code
 from api.ratelimit import KeyLimiter
+from api.sequencer import SequencerUnavailable
 
 Nonce = tuple[str, int]
 _CANCEL_LIKE = {"cancelTrigger": "cancel", "scheduleCancel": "cancel"}
@@ -122,8 +123,6 @@ class Executor:
         return await self._submit(action, account, nonce)
 
     async def _submit(self, action: p.Action, account: int, nonce: Nonce | None) -> p.PostResponse:
-        from api.sequencer import SequencerUnavailable
-
         records = actions.to_records(action, account, self.markets)
         if len(records) == 1 and records[0]["pre_reject"]:
             await self._journal_nonce(nonce)

@@ -38,6 +38,7 @@ from api.errors import GatewayCode, ProtocolError
 from api.gateway import GATEWAY, Gateway
 from api.protocol import _maybe_post_id
 from api.ratelimit import CLOSE_POLICY, CLOSE_TRY_AGAIN, Refusal
+from api.sequencer import SequencerUnavailable
 from engine.codes import Reject
 
 
@@ -250,8 +251,6 @@ async def run_post(gw: Gateway, post: p.Post, frame: str, session) -> p.PostResp
 
 
 async def _logon(gw: Gateway, conn: Connection, msg: p.Logon) -> None:
-    from api.sequencer import SequencerUnavailable
-
     try:
         session = gw.auth.logon(msg, gw.now_ms(), conn.session)
     except AuthError as exc:

@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from api import protocol as p
+from api.ratelimit import Limits
 from engine.commands import OracleUpdate, Tick
 from gateway_harness import ALICE, BOB, NVDA, Node, WsClient, book_levels, place, warm_engine
 
@@ -24,7 +25,8 @@ def _warm() -> None:
 
 @pytest_asyncio.fixture
 async def node(tmp_path):
-    node = Node(tmp_path)
+    # the tests move the clock by an hour (funding): no idle or age closes meanwhile
+    node = Node(tmp_path, limits=Limits(idle_timeout_s=10**6, max_connection_age_s=10**7))
     await node.start()
     yield node
     await node.sequencer.stop()
