@@ -22,8 +22,8 @@ Invariants
 ----------
 * ``send`` does not await: a stuck client costs the engine and the other clients nothing
   beyond one ``deque.append``.
-* After ``close`` starts, nothing more is queued; the writer sends what ``close`` left (the
-  error frame) and then the close frame.
+* After ``close`` starts, nothing more is queued; the writer sends what was queued before,
+  then the closing error frame, then the close frame (a slow-consumer close drops the queue).
 """
 
 from __future__ import annotations
@@ -149,9 +149,9 @@ class Connection:
     # ------------------------------------------------------------------ closing
 
     def close(self, code: int, frame: bytes | None = None, *, abort_writer: bool = False) -> None:
-        """Send ``frame`` (if any) and a close frame with ``code``; idempotent. With
-        ``abort_writer`` the queue is dropped and the frame goes out at once, even while the
-        writer is blocked on a full socket (slow consumer)."""
+        """Send what is queued, then ``frame`` (if any) and a close frame with ``code``;
+        idempotent. With ``abort_writer`` the queue is dropped and the frame goes out at
+        once, even while the writer is blocked on a full socket (slow consumer)."""
         if self.closing:
             return
         self.closing, self.close_code = True, code
@@ -162,7 +162,6 @@ class Connection:
             self._queue.clear()
             self._closer = asyncio.get_running_loop().create_task(self._close_now(code, frame))
         else:
-            self._queue.clear()
             if frame is not None:
                 self._queue.append((frame, None))
             self._closer = asyncio.get_running_loop().create_task(self._close_after_writer(code))

@@ -339,3 +339,24 @@ async def test_23_a_fast_client_clock_and_a_host_clock_stepping_back(node, ws):
     live = node.engine.state_hash()
     report = await asyncio.to_thread(replay_directory, f"{node.directory}/journal")
     assert report.state_hash == live
+
+
+async def test_13_invalid_messages_past_the_budget_close_1008_and_in_flight_posts_are_capped(tmp_path, aiohttp_client):
+    node = Node(tmp_path, limits=Limits(max_in_flight_posts=1))
+    await node.start()
+    try:
+        client = await aiohttp_client(node.app)
+        conn = WsClient(await client.ws_connect("/ws"), node)
+        await conn.logon(node.alice)
+        for k in (1, 2):
+            await conn.send(p.Post(k, place("NVDA", "buy", "1", "99.00")))
+        second = await conn.next("post", where=lambda x: x.data.id == 2)
+        assert second.data.response.code == -G.TOO_MANY_IN_FLIGHT
+        assert isinstance((await conn.next("post")).data.response, p.PostOk)
+        for _ in range(3):
+            await conn.send("{nope")
+        codes = [(await conn.error()).code for _ in range(4)]
+        assert codes == [-G.MALFORMED_JSON] * 3 + [-G.TOO_MANY_INVALID]
+        assert await conn.closed() == 1008
+    finally:
+        await node.sequencer.stop()
