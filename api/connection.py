@@ -70,6 +70,7 @@ class Connection:
         self._closer: asyncio.Task | None = None
         self.closing = False
         self.close_code: int | None = None
+        self.close_reason = "client"  # who ended it: "client", or the server's reason
         self.conflations = 0
 
     # ------------------------------------------------------------------ queueing
@@ -86,7 +87,7 @@ class Connection:
                 self._on_slow()
                 self.close(CLOSE_TRY_AGAIN, p.encode(p.error_push(GatewayCode.SLOW_CONSUMER,
                                                                   f"{self.max_queue} messages queued")),
-                           abort_writer=True)
+                           abort_writer=True, reason="slow_consumer")
                 return
         self._queue.append((frame, book_key))
         self._wake.set()
@@ -148,13 +149,13 @@ class Connection:
 
     # ------------------------------------------------------------------ closing
 
-    def close(self, code: int, frame: bytes | None = None, *, abort_writer: bool = False) -> None:
+    def close(self, code: int, frame: bytes | None = None, *, abort_writer: bool = False, reason: str = "server") -> None:
         """Send what is queued, then ``frame`` (if any) and a close frame with ``code``;
         idempotent. With ``abort_writer`` the queue is dropped and the frame goes out at
         once, even while the writer is blocked on a full socket (slow consumer)."""
         if self.closing:
             return
-        self.closing, self.close_code = True, code
+        self.closing, self.close_code, self.close_reason = True, code, reason
         self._wake.set()
         if abort_writer or self._writer is None:
             if self._writer is not None:

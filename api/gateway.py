@@ -113,7 +113,7 @@ class Gateway:
         conn = Connection(ws, transport, self.limits, self.clock_ns(), snapshot=self.publisher.snapshot,
                           close_grace_s=self.config.close_grace_s,
                           on_sent=lambda n: self.metrics.inc("afterhours_messages_out_total", n),
-                          on_slow=lambda: self.metrics.inc("afterhours_connections_closed_total", reason="slow_consumer"),
+                          on_slow=lambda: self.metrics.inc("afterhours_slow_consumers_total"),
                           on_conflate=lambda: self.metrics.inc("afterhours_conflations_total"))
         self.connections[conn.id] = conn
         self.metrics.inc("afterhours_connections_opened_total")
@@ -142,8 +142,7 @@ class Gateway:
             if refusal is not None:
                 self.count_reject(refusal.code)
                 reason = "idle" if refusal.code == GatewayCode.IDLE_TIMEOUT else "age"
-                self.metrics.inc("afterhours_connections_closed_total", reason=reason)
-                conn.close(refusal.close, p.encode(p.error_push(refusal.code, refusal.detail)))
+                conn.close(refusal.close, p.encode(p.error_push(refusal.code, refusal.detail)), reason=reason)
             elif conn.limiter.ping_due(now_ns):
                 conn.limiter.pinged(now_ns)
                 conn.ping()
@@ -155,7 +154,7 @@ class Gateway:
         frame = p.encode(p.error_push(GatewayCode.SHUTTING_DOWN))
         conns = list(self.connections.values())
         for conn in conns:
-            conn.close(CLOSE_GOING_AWAY, frame)
+            conn.close(CLOSE_GOING_AWAY, frame, reason="shutdown")
         await asyncio.gather(*(conn.finish() for conn in conns), return_exceptions=True)
 
 

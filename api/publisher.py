@@ -213,7 +213,12 @@ class _BatchView:
 
     def run(self, rows: np.ndarray) -> None:
         pub = self.pub
-        for ev in rows:
+        is_level = rows["kind"] == EventKind.LEVEL
+        levels = rows[is_level]
+        for m, side, price, size in zip(levels["market"].tolist(), levels["side"].tolist(),
+                                        levels["price"].tolist(), levels["size"].tolist()):
+            self.levels[m][(side, price)] = size  # the last size of each level wins
+        for ev in rows[~is_level] if len(levels) else rows:
             self._event(ev)
         kinds = self.batch.commands["kind"]
         if np.any(kinds == CommandKind.TICK) or np.any(kinds == CommandKind.ORACLE):
@@ -230,9 +235,7 @@ class _BatchView:
     def _event(self, ev: np.void) -> None:
         kind, m, account, cmd = int(ev["kind"]), int(ev["market"]), int(ev["account"]), int(ev["cmd"])
         pub = self.pub
-        if kind == EventKind.LEVEL:
-            self.levels[m][(int(ev["side"]), int(ev["price"]))] = int(ev["size"])
-        elif kind == EventKind.FILL:
+        if kind == EventKind.FILL:
             self._fill(ev, m, cmd)
         elif kind == EventKind.ACCEPTED:
             first = cmd not in self.accepted_cmds

@@ -37,7 +37,7 @@ from api.connection import Connection
 from api.errors import GatewayCode, ProtocolError
 from api.gateway import GATEWAY, Gateway
 from api.protocol import _maybe_post_id
-from api.ratelimit import CLOSE_POLICY, CLOSE_TRY_AGAIN, Refusal
+from api.ratelimit import CLOSE_POLICY, Refusal
 from api.sequencer import SequencerUnavailable
 from engine.codes import Reject
 
@@ -80,9 +80,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         for task in posts:
             task.cancel()
         await conn.finish()
-        reason = {None: "client", CLOSE_TRY_AGAIN: None}.get(conn.close_code, "server")
-        if reason is not None:
-            gw.metrics.inc("afterhours_connections_closed_total", reason=reason)
+        gw.metrics.inc("afterhours_connections_closed_total", reason=conn.close_reason)
     return ws
 
 
@@ -108,7 +106,7 @@ def _on_text(gw: Gateway, conn: Connection, text: str, posts: set[asyncio.Task])
     too_big = conn.limiter.check_size(_byte_size(text, gw.limits.max_message_bytes))
     if too_big is not None:
         gw.count_reject(too_big.code)
-        conn.close(too_big.close, p.encode(p.error_push(too_big.code, too_big.detail)))
+        conn.close(too_big.close, p.encode(p.error_push(too_big.code, too_big.detail)), reason="too_large")
         return
     limited = conn.limiter.admit_message(now)
     if limited is not None:
@@ -145,8 +143,7 @@ def _invalid(gw: Gateway, conn: Connection, exc: ProtocolError) -> None:
     over = conn.limiter.record_invalid(gw.clock_ns())
     if over is not None:
         gw.count_reject(over.code)
-        gw.metrics.inc("afterhours_connections_closed_total", reason="invalid")
-        conn.close(CLOSE_POLICY, p.encode(p.error_push(over.code, over.detail)))
+        conn.close(CLOSE_POLICY, p.encode(p.error_push(over.code, over.detail)), reason="invalid")
 
 
 def _refuse(gw: Gateway, conn: Connection, refusal: Refusal, post_id: int | None = None, *,

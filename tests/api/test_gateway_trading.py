@@ -195,3 +195,15 @@ async def test_market_and_l2book_channels(node, aiohttp_client):
     await node.sequencer.submit(OracleUpdate(market=1, price=Decimal("251.00")))
     moved = (await watcher.next("market", where=lambda x: x.data.oracle == "251.00")).data
     assert moved.seq == node.sequencer.seq
+
+
+async def test_a_degraded_node_refuses_actions_and_says_so(node, aiohttp_client):
+    alice = await connect(aiohttp_client, node, node.alice)
+    node.sequencer.healthy, node.sequencer.degraded_reason = False, "OSError: [Errno 28] No space left on device"
+    before = node.engine.state_hash()
+    refused = await alice.post(place("NVDA", "buy", "1", "99.00"))
+    assert refused.code == -5901 and "No space left" in refused.msg  # WRITES_SUSPENDED
+    health = await node._client.get("/v1/health")
+    assert health.status == 503 and (await health.json())["status"] == "degraded"
+    assert node.engine.state_hash() == before
+    node.sequencer.healthy, node.sequencer.degraded_reason = True, None
