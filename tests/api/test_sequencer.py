@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import signal
+import subprocess
+import sys
 from decimal import Decimal
 
 import numpy as np
@@ -326,3 +329,26 @@ def test_bad_records_are_refused_before_queueing(tmp_path):
     ack = asyncio.run(main())
     assert ack.events["kind"][0] == EventKind.REJECTED
     assert ack.events["code"][0] == Reject.UNKNOWN_MARKET
+
+
+def test_kill_9_loses_no_acknowledged_command_or_nonce(tmp_path):
+    driver = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sequencer_crash_driver.py")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, driver, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env)
+    acked: list[tuple[int, int]] = []
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        while len(acked) < 150:
+            line = proc.stdout.readline()
+            assert line, "the driver died"
+            acked.append(tuple(int(x) for x in line.split()[1:]))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        rest, _ = proc.communicate(timeout=60)
+    acked += [tuple(int(x) for x in line.split()[1:]) for line in rest.splitlines() if line.startswith("ack ")]
+    recovered = JournaledEngine.open(str(tmp_path / "journal"), SPECS, CONFIG)
+    assert recovered.seq >= max(s for s, _ in acked)
+    recovered.close()
+    store = NonceStore.load(NonceLog.open(str(tmp_path)).state())
+    assert all(store.check("crash", n, n) is not None for _, n in acked)  # every acked nonce is used up
