@@ -220,9 +220,11 @@ class _BatchView:
             self.levels[m][(side, price)] = size  # the last size of each level wins
         for ev in rows[~is_level] if len(levels) else rows:
             self._event(ev)
-        kinds = self.batch.commands["kind"]
-        if np.any(kinds == CommandKind.TICK) or np.any(kinds == CommandKind.ORACLE):
+        commands = self.batch.commands
+        if np.any(commands["kind"] == CommandKind.TICK):  # funding predictions move every tick
             self.markets_touched.update(range(len(pub.markets.specs)))
+        oracle = commands["market"][commands["kind"] == CommandKind.ORACLE]
+        self.markets_touched.update(m for m in oracle.tolist() if 0 <= m < len(pub.markets.specs))
         self._publish_public()
         self._publish_private()
 
