@@ -34,7 +34,7 @@ Known limitations
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from functools import partial
 from typing import Any, Callable, Hashable, Protocol
 
@@ -62,6 +62,7 @@ BOOK_KEYS = (p.L2BookSub, p.L2DeltaSub)
 
 class Publisher:
     def __init__(self, engine, markets: Markets, *, seq: int = 0, ts_ns: int = 0, recent: int = 100,
+                 recent_orders: int = 20_000,
                  session_of: Callable[[int], str | None] | None = None,
                  on_publish: Callable[[str, int], None] | None = None):
         self.engine, self.markets = engine, markets
@@ -77,6 +78,8 @@ class Publisher:
         self._fundings: dict[int, deque] = defaultdict(partial(deque, maxlen=recent))
         self._last_funding: dict[int, int] = {}
         self._l2_dirty: set[int] = set()
+        self._recent: OrderedDict[tuple, tuple] = OrderedDict()  # (account, "oid"|"cloid", id) -> last state
+        self._recent_max = recent_orders
         self.reload()
 
     def reload(self) -> None:
@@ -135,10 +138,11 @@ class Publisher:
     # ------------------------------------------------------------------ snapshots
 
     def snapshot(self, key: Hashable) -> bytes | None:
-        push = self._snapshot_push(key)
+        push = self.snapshot_push(key)
         return None if push is None else p.encode(push)
 
-    def _snapshot_push(self, key: Hashable) -> Any:
+    def snapshot_push(self, key: Hashable) -> Any:
+        """The snapshot of ``key`` as a push Struct (None for channels without one)."""
         time_ms = ns_to_ms(self.ts_ns)
         match key:
             case p.L2BookSub(market=symbol, depth=depth):
@@ -165,6 +169,30 @@ class Publisher:
                 return p.AccountPush(feeds.account_state(self.engine, account, self.seq, True))
         return None
 
+    def remember_order(self, oid: int, info: feeds.OrderInfo, status: str, reason: str | None, ts_ns: int) -> None:
+        """Keep an order's latest state for ``order_status`` (bounded, oldest forgotten first)."""
+        state = (info.account, info.market, info.side, info.price, info.size, info.remaining, info.cloid,
+                 status, reason, ts_ns)
+        keys = [(info.account, "oid", oid)] + ([(info.account, "cloid", info.cloid)] if info.cloid else [])
+        for key in keys:
+            self._recent[key] = (oid, state)
+            self._recent.move_to_end(key)
+        while len(self._recent) > self._recent_max:
+            self._recent.popitem(last=False)
+
+    def order_status(self, account: int, oid: int | None, cloid: str | None) -> p.OrderStatus:
+        """The last known state of one of ``account``'s orders, by oid or else by cloid."""
+        key = (account, "oid", oid) if oid else (account, "cloid", cloid)
+        found = self._recent.get(key)
+        if found is not None:
+            oid, (acct, market, side, price, size, remaining, ocloid, status, reason, ts_ns) = found
+            info = feeds.OrderInfo(acct, market, side, price, size, remaining, ocloid)
+            return p.OrderStatus(account, self.seq, info.update(self.markets, status, ts_ns, reason, oid))
+        for open_oid, info in self.orders.items():
+            if info.account == account and (open_oid == oid if oid else info.cloid == cloid):
+                return p.OrderStatus(account, self.seq, info.update(self.markets, "open", self.ts_ns, oid=open_oid))
+        return p.OrderStatus(account, self.seq, None)
+
     def _market_info(self, m: int) -> p.MarketInfo:
         return feeds.market_info(self.engine, self.markets, m, self.seq, self.ts_ns, self._last_funding.get(m),
                                  self._session_of(m))
@@ -181,7 +209,7 @@ class Publisher:
         dirty, self._l2_dirty = self._l2_dirty, set()
         for key in [k for k in self._subs if isinstance(k, p.L2BookSub)]:
             if self.markets.id_of(key.market) in dirty:
-                self._publish(key, self._snapshot_push(key), "l2Book")
+                self._publish(key, self.snapshot_push(key), "l2Book")
 
     # ------------------------------------------------------------------ batches
 
@@ -283,6 +311,7 @@ class _BatchView:
             self.acct_touched.add(account)
 
     def _order(self, oid: int, info: feeds.OrderInfo, status: str, reason: str | None = None) -> None:
+        self.pub.remember_order(oid, info, status, reason, self.batch.ts_ns)
         if self.pub._has(p.OrderUpdatesSub(account=info.account)):
             self.order_updates[info.account][oid] = info.update(self.pub.markets, status, self.batch.ts_ns, reason, oid)
         self.acct_touched.add(info.account)

@@ -207,3 +207,34 @@ async def test_a_degraded_node_refuses_actions_and_says_so(node, aiohttp_client)
     assert health.status == 503 and (await health.json())["status"] == "degraded"
     assert node.engine.state_hash() == before
     node.sequencer.healthy, node.sequencer.degraded_reason = True, None
+
+
+async def test_signed_rest_queries_read_the_signers_account_only(node, aiohttp_client):
+    client = await aiohttp_client(node.app)
+    alice = await connect(aiohttp_client, node, node.alice)
+    await alice.post(place("NVDA", "buy", "1", "99.00", cloid="keep"))
+    await alice.post(place("NVDA", "sell", "1", "101.00", cloid="gone"))
+    await alice.post(p.Cancel(market="NVDA", cloid="gone"))
+
+    async def query(signer, q):
+        nonce = node.nonce()
+        body = p.SignedQuery(q, signer.key_id, nonce, signer.sign("local", nonce, q))
+        resp = await client.post("/v1/query", data=p.encode(body))
+        return resp.status, json.loads(await resp.read())
+
+    status, orders = await query(node.alice, p.OpenOrdersQuery())
+    assert status == 200 and [o["cloid"] for o in orders["orders"]] == ["keep"] and orders["account"] == ALICE
+    status, gone = await query(node.alice, p.OrderStatusQuery(cloid="gone"))
+    assert gone["order"]["status"] == "cancelled" and gone["order"]["reason"] == "user"
+    status, unknown = await query(node.alice, p.OrderStatusQuery(cloid="never"))
+    assert status == 200 and unknown["order"] is None
+    status, account = await query(node.alice, p.AccountQuery())
+    assert account["collateral"] == "100000"
+    status, bobs = await query(node.bob, p.OrderStatusQuery(cloid="keep"))
+    assert bobs["order"] is None  # alice's order is not bob's to read
+    status, read_only = await query(node.reader, p.PositionsQuery())
+    assert status == 200 and read_only["positions"] == []
+    nonce = node.nonce()
+    forged = p.SignedQuery(p.FillsQuery(), "alice", nonce, node.bob.sign("local", nonce, p.FillsQuery()))
+    resp = await client.post("/v1/query", data=p.encode(forged))
+    assert resp.status == 401 and json.loads(await resp.read())["code"] == -5107
