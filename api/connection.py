@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections import deque
 from typing import Any, Callable, Hashable
 
@@ -39,8 +40,13 @@ from api import protocol as p
 from api.errors import GatewayCode
 from api.ratelimit import CLOSE_TRY_AGAIN, ConnectionLimiter, Limits
 
+log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 _PING = object()
+
+
+class _Pong(bytes):
+    """The payload of a client's ping, queued to be sent back as a pong."""
 
 
 class Connection:
@@ -96,8 +102,15 @@ class Connection:
         self.send(p.encode(push))
 
     def ping(self) -> None:
+        """Queue a server ping (control frames go through the writer like the rest)."""
         if not self.closing:
             self._queue.append((_PING, None))
+            self._wake.set()
+
+    def pong(self, payload: bytes) -> None:
+        """Queue the answer to a client's ping."""
+        if not self.closing:
+            self._queue.append((_Pong(payload), None))
             self._wake.set()
 
     def _conflate(self) -> None:
@@ -137,6 +150,9 @@ class Connection:
                 if frame is _PING:
                     await self.ws.ping()
                     continue
+                if type(frame) is _Pong:
+                    await self.ws.pong(bytes(frame))
+                    continue
                 if frame is None:
                     self._resync.discard(key)
                     frame = self._snapshot(key) if key in self.subscriptions else None
@@ -146,6 +162,10 @@ class Connection:
                 self._on_sent(1)
         except (ConnectionError, RuntimeError):
             self.closing = True
+        except Exception:  # a bug: say so, and do not leave a connection that never writes
+            log.exception("connection %d: writer failed", self.id)
+            self.closing = True
+            self.abort()
 
     # ------------------------------------------------------------------ closing
 

@@ -70,7 +70,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 _invalid(gw, conn, ProtocolError(GatewayCode.BINARY_FRAME, f"{len(msg.data)} bytes"))
             elif msg.type == WSMsgType.PING:
                 conn.limiter.last_inbound_ns = max(conn.limiter.last_inbound_ns, gw.clock_ns())
-                await ws.pong(msg.data)
+                conn.pong(msg.data)
             elif msg.type == WSMsgType.PONG:
                 conn.limiter.last_inbound_ns = max(conn.limiter.last_inbound_ns, gw.clock_ns())
             elif msg.type == WSMsgType.ERROR:

@@ -107,3 +107,17 @@ async def test_close_sends_its_error_then_the_close_code_and_nothing_after():
     assert sock.frames[0] == b"a" and b"never" not in sock.frames
     assert p.decode_push(sock.frames[-1]).data.code == -GatewayCode.TOO_MANY_INVALID
     assert sock.close_code == 1008 and not transport.aborted
+
+
+async def test_client_pings_are_answered_through_the_queue():
+    conn, sock, _ = make()
+    pongs = []
+
+    async def pong(payload: bytes) -> None:
+        pongs.append(payload)
+
+    sock.pong = pong
+    conn.send(b"a")
+    conn.pong(b"hello")
+    await settle()
+    assert sock.frames == [b"a"] and pongs == [b"hello"]
