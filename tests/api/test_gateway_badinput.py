@@ -360,3 +360,27 @@ async def test_13_invalid_messages_past_the_budget_close_1008_and_in_flight_post
         assert await conn.closed() == 1008
     finally:
         await node.sequencer.stop()
+
+
+async def test_12_a_rejected_place_may_be_retried_with_its_cloid(node, ws):
+    alice = await ws(node.alice)
+    first = await alice.post(place("NVDA", "buy", "1", "120.00", cloid="again"))  # outside the price band
+    assert first.statuses[0].code == -R.PRICE_OUTSIDE_BAND
+    second = await alice.post(place("NVDA", "buy", "1", "99.00", cloid="again"))
+    assert isinstance(second.statuses[0], p.Resting)
+
+
+async def test_a_degraded_node_answers_every_post_even_a_cached_retry(node, ws):
+    alice = await ws(node.alice)
+    kept = await alice.post(place("NVDA", "buy", "1", "99.00", cloid="kept"))
+    node.sequencer.healthy, node.sequencer.degraded_reason = False, "JournalFailed: fsync failed"
+    try:
+        await alice.send(node.signed(node.alice, place("NVDA", "buy", "1", "99.00", cloid="kept"), 8))
+        retry = (await alice.next("post")).data.response  # signed: its nonce cannot be journaled
+        assert retry.code == -G.WRITES_SUSPENDED
+        assert await alice.post(place("NVDA", "buy", "1", "99.00", cloid="kept")) == kept  # session: cached answer
+        fresh = await ws()
+        await fresh.send(node.logon(node.bob))
+        assert (await fresh.error()).code == -G.WRITES_SUSPENDED
+    finally:
+        node.sequencer.healthy, node.sequencer.degraded_reason = True, None
