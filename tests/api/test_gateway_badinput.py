@@ -384,3 +384,17 @@ async def test_a_degraded_node_answers_every_post_even_a_cached_retry(node, ws):
         assert (await fresh.error()).code == -G.WRITES_SUSPENDED
     finally:
         node.sequencer.healthy, node.sequencer.degraded_reason = True, None
+
+
+async def test_4_a_batch_answers_each_action_in_order(node, ws):
+    alice = await ws(node.alice)
+    answer = await alice.post(p.Batch([
+        place("NVDA", "buy", "1", "99.00", cloid="ok-1"), place("NVDA", "buy", "1", "99.005"),
+        p.Cancel(market="NVDA", oid=123456), place("TSLA", "sell", "1", "250.05"),
+        p.Amend(market="NVDA", cloid="ok-1", size="0.5"),
+    ]))
+    kinds = [type(s).__name__ for s in answer.statuses]
+    assert kinds == ["Resting", "Rejected", "Rejected", "Resting", "Amended"]
+    assert [s.code for s in answer.statuses if isinstance(s, p.Rejected)] == [-R.PRICE_OFF_TICK, -R.UNKNOWN_ORDER]
+    assert answer.statuses[4].size == "0.500" and answer.statuses[4].cloid == "ok-1"
+    assert sorted(o.remaining_lots for o in node.engine.open_orders(ALICE)) == [100, 500]

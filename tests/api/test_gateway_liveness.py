@@ -204,3 +204,19 @@ async def test_16_a_client_resyncs_after_a_gap_and_a_checksum_mismatch(tmp_path,
         assert len(book.bids()) == 8
     finally:
         await node.sequencer.stop()
+
+
+async def test_15_every_connection_is_closed_at_its_maximum_age(tmp_path, aiohttp_client):
+    node = await started(tmp_path, max_connection_age_s=1, idle_timeout_s=10**6)
+    try:
+        client = await aiohttp_client(node.app)
+        conn = WsClient(await client.ws_connect("/ws"), node)
+        assert (await conn.error(timeout=5)).code == -G.CONNECTION_TOO_OLD
+        assert await conn.closed() == 1001
+        for _ in range(50):  # counted when the server's handler has ended
+            if node.gateway.metrics.value("afterhours_connections_closed_total", reason="age"):
+                break
+            await asyncio.sleep(0.05)
+        assert node.gateway.metrics.value("afterhours_connections_closed_total", reason="age") == 1
+    finally:
+        await node.sequencer.stop()
