@@ -47,6 +47,8 @@ Known limitations
 * ``JournaledEngine.snapshot_every`` is not used (the sequencer journals and applies
   itself, to fsync off the event loop); call ``snapshot()``, which runs between batches.
 * One stamp per batch: commands in one batch share a timestamp.
+* The queue is unbounded; producers bound themselves (the gateway limits in-flight posts
+  per connection, the oracle sends one update per market per second).
 """
 
 from __future__ import annotations
@@ -285,6 +287,14 @@ class Sequencer:
             self._wake.set()
 
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        except Exception as err:  # a bug here must not leave callers waiting forever
+            log.exception("the sequencer task failed")
+            self._degrade((), err)
+            self._fail_pending(SequencerUnavailable(f"the node accepts no actions: {self.degraded_reason}"))
+
+    async def _loop(self) -> None:
         while True:
             if not self._queue and not self._snapshot_requests:
                 if not self._accepting:

@@ -22,7 +22,8 @@ from api.sequencer import SequencerUnavailable
 from engine.codes import MarketMode
 from engine.commands import Deposit
 from engine.journal import JournalMismatch
-from oracle.calendar import ns_from_datetime
+from oracle.calendar import ns_from_datetime, session_at
+from oracle.session import Session
 
 NVDA, SPACEX = DEFAULT_MARKETS[0], DEFAULT_MARKETS[5]
 SATURDAY_NOON = ns_from_datetime(datetime(2026, 5, 16, 12, 0, tzinfo=ZoneInfo("America/New_York")))
@@ -127,3 +128,13 @@ def test_a_data_directory_of_other_markets_is_refused_with_a_hint(tmp_path):
     with pytest.raises(JournalMismatch, match="another --data-dir"):
         asyncio.run(run(config(tmp_path, markets=(NVDA,))))
 
+
+
+def test_the_us_markets_go_dark_on_friday_at_2000_new_york_time():
+    ny = ZoneInfo("America/New_York")
+    before = ns_from_datetime(datetime(2026, 5, 15, 19, 59, 59, tzinfo=ny))
+    after = ns_from_datetime(datetime(2026, 5, 15, 20, 0, 0, tzinfo=ny))
+    calendar = NVDA.calendar()
+    assert session_at(before, calendar).session == Session.POST
+    assert session_at(after, calendar).session == Session.CLOSED_WEEKEND
+    assert session_at(after, SPACEX.calendar()).session == Session.INTERNAL_ONLY

@@ -14,8 +14,22 @@ import urllib.request
 
 import pytest
 
+from api.config import NodeConfig
+from engine.commands import Deposit, OracleUpdate, Tick
+from engine.engine import Engine
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STARTUP_S = 240  # a cold numba cache compiles the engine first
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_kernels() -> None:
+    """Compile (or load) the engine here first, so the node processes load the kernels from
+    numba's on-disk cache instead of each compiling them."""
+    cfg = NodeConfig(max_orders=4096, max_accounts=64)
+    engine = Engine(cfg.market_specs(), cfg.engine_config())
+    engine.apply([Deposit(account=1, amount=1), OracleUpdate(market=0, price=180, ts_ns=1), Tick(ts_ns=2)])
+    engine.state_hash()
 
 
 def start_node(data_dir: str, config: str) -> subprocess.Popen:

@@ -352,3 +352,24 @@ def test_kill_9_loses_no_acknowledged_command_or_nonce(tmp_path):
     recovered.close()
     store = NonceStore.load(NonceLog.open(str(tmp_path)).state())
     assert all(store.check("crash", n, n) is not None for _, n in acked)  # every acked nonce is used up
+
+
+def test_a_failing_listener_does_not_stop_the_engine_or_the_others(tmp_path):
+    seen: list[Batch] = []
+
+    def broken(batch: Batch) -> None:
+        raise RuntimeError("a bug in a listener")
+
+    async def main():
+        seq = open_sequencer(tmp_path)
+        seq.add_listener(broken)
+        seq.add_listener(seen.append)
+        await seq.start()
+        acks = await seq.submit_many(SETUP)
+        ack = await seq.submit(order(0))
+        healthy = seq.healthy
+        await seq.stop()
+        return acks, ack, healthy
+
+    acks, ack, healthy = asyncio.run(main())
+    assert healthy and ack.seq == len(SETUP) + 1 and len(seen) == 2
