@@ -231,13 +231,14 @@ class _BatchView:
         self.trades: dict[int, list[p.Trade]] = defaultdict(list)
         self.liqs: dict[int, list[p.Liquidation]] = defaultdict(list)
         self.markets_touched: set[int] = set()
-        self.order_updates: dict[int, dict[int, p.OrderUpdate]] = defaultdict(dict)
+        self.orders_touched: dict[int, tuple[feeds.OrderInfo, str, str | None]] = {}
         self.fills: dict[int, list[p.UserFill]] = defaultdict(list)
         self.fundings: dict[int, list[p.UserFunding]] = defaultdict(list)
         self.pos_touched: dict[int, set[int]] = defaultdict(set)
         self.acct_touched: set[int] = set()
         self.fills_per_cmd: dict[int, int] = defaultdict(int)
         self.accepted_cmds: set[int] = set()
+        self._places: np.ndarray | None = None  # commands that are places with a cloid
 
     def run(self, rows: np.ndarray) -> None:
         pub = self.pub
@@ -246,8 +247,8 @@ class _BatchView:
         for m, side, price, size in zip(levels["market"].tolist(), levels["side"].tolist(),
                                         levels["price"].tolist(), levels["size"].tolist()):
             self.levels[m][(side, price)] = size  # the last size of each level wins
-        for ev in rows[~is_level] if len(levels) else rows:
-            self._event(ev)
+        for row in (rows[~is_level] if len(levels) else rows).tolist():
+            self._event(feeds.Ev._make(row))
         commands = self.batch.commands
         if np.any(commands["kind"] == CommandKind.TICK):  # funding predictions move every tick
             self.markets_touched.update(range(len(pub.markets.specs)))
@@ -257,13 +258,18 @@ class _BatchView:
         self._publish_private()
 
     def _cloid_of_cmd(self, cmd: int, account: int) -> str | None:
+        if self._places is None:
+            c = self.batch.commands
+            self._places = (c["kind"] == CommandKind.PLACE) & ((c["cloid0"] | c["cloid1"] | c["cloid2"] | c["cloid3"]) != 0)
+        if not self._places[cmd]:
+            return None
         rec = self.batch.commands[cmd]
-        if rec["kind"] != CommandKind.PLACE or rec["account"] != account:
+        if rec["account"] != account:
             return None
         return unpack_cloid([rec["cloid0"], rec["cloid1"], rec["cloid2"], rec["cloid3"]])
 
-    def _event(self, ev: np.void) -> None:
-        kind, m, account, cmd = int(ev["kind"]), int(ev["market"]), int(ev["account"]), int(ev["cmd"])
+    def _event(self, ev: feeds.Ev) -> None:
+        kind, m, account, cmd = ev.kind, ev.market, ev.account, ev.cmd
         pub = self.pub
         if kind == EventKind.FILL:
             self._fill(ev, m, cmd)
@@ -271,28 +277,28 @@ class _BatchView:
             first = cmd not in self.accepted_cmds
             self.accepted_cmds.add(cmd)
             cloid = self._cloid_of_cmd(cmd, account) if first else None
-            info = feeds.OrderInfo(account, m, int(ev["side"]), int(ev["price"]), int(ev["size"]), int(ev["size"]), cloid)
-            pub.orders[int(ev["oid"])] = info
-            self._order(int(ev["oid"]), info, "open")
+            info = feeds.OrderInfo(account, m, ev.side, ev.price, ev.size, ev.size, cloid)
+            pub.orders[ev.oid] = info
+            self._order(ev.oid, info, "open")
         elif kind in (EventKind.CANCELLED, EventKind.EXPIRED):
-            info = pub.orders.pop(int(ev["oid"]), None)
+            info = pub.orders.pop(ev.oid, None)
             if info is not None:
                 expired = kind == EventKind.EXPIRED
-                reason = "expired" if expired else CancelReason(int(ev["reason"])).name.lower()
-                self._order(int(ev["oid"]), info, "expired" if expired else "cancelled", reason)
+                reason = "expired" if expired else CancelReason(ev.reason).name.lower()
+                self._order(ev.oid, info, "expired" if expired else "cancelled", reason)
         elif kind == EventKind.AMENDED:
-            info = pub.orders.get(int(ev["oid"]))
+            info = pub.orders.get(ev.oid)
             if info is not None:
-                info.size += int(ev["size"]) - info.remaining
-                info.price, info.remaining = int(ev["price"]), int(ev["size"])
-                self._order(int(ev["oid"]), info, "open")
+                info.size += ev.size - info.remaining
+                info.price, info.remaining = ev.price, ev.size
+                self._order(ev.oid, info, "open")
         elif kind == EventKind.FUNDING:
             funding = feeds.user_funding(pub.markets, ev)
             pub._fundings[account].append(funding)
             self.fundings[account].append(funding)
             self.pos_touched[account].add(m)
         elif kind == EventKind.FUNDING_RATE:
-            pub._last_funding[m] = int(ev["oid"])
+            pub._last_funding[m] = ev.oid
             self.markets_touched.add(m)
         elif kind == EventKind.LIQUIDATION:
             if m < 0:  # COLLATERAL and FEE steps concern the account, not a market
@@ -311,32 +317,31 @@ class _BatchView:
             self.acct_touched.add(account)
 
     def _order(self, oid: int, info: feeds.OrderInfo, status: str, reason: str | None = None) -> None:
-        self.pub.remember_order(oid, info, status, reason, self.batch.ts_ns)
-        if self.pub._has(p.OrderUpdatesSub(account=info.account)):
-            self.order_updates[info.account][oid] = info.update(self.pub.markets, status, self.batch.ts_ns, reason, oid)
+        """Note an order's new state; the batch's last state of each order is published."""
+        self.orders_touched[oid] = (info, status, reason)
         self.acct_touched.add(info.account)
 
-    def _fill(self, ev: np.void, m: int, cmd: int) -> None:
+    def _fill(self, ev: feeds.Ev, m: int, cmd: int) -> None:
         pub = self.pub
         n = self.fills_per_cmd[cmd]
         self.fills_per_cmd[cmd] = n + 1
         trade_id = ((self.batch.first_seq + cmd) << TRADE_ID_SHIFT) + n
         self.trades[m].append(feeds.trade(pub.markets, ev, trade_id))
         self.markets_touched.add(m)
-        taker_oid, maker_oid = int(ev["oid"]), int(ev["maker_oid"])
+        taker_oid, maker_oid = ev.oid, ev.maker_oid
         taker, maker = pub.orders.get(taker_oid), pub.orders.get(maker_oid)
         taker_fill, maker_fill = feeds.user_fills(pub.engine, pub.markets, ev, trade_id,
                                                   taker.cloid if taker else None, maker.cloid if maker else None)
-        for account, fill in ((int(ev["account"]), taker_fill), (int(ev["maker_account"]), maker_fill)):
+        for account, fill in ((ev.account, taker_fill), (ev.maker_account, maker_fill)):
             pub._fills[account].append(fill)
             self.fills[account].append(fill)
             self.pos_touched[account].add(m)
-        size = int(ev["size"])
+        size = ev.size
         if taker is not None:
             taker.remaining -= size
             self._order_after_fill(taker_oid, taker)
         if maker is not None:
-            maker.remaining = int(ev["remaining"])
+            maker.remaining = ev.remaining
             self._order_after_fill(maker_oid, maker)
 
     def _order_after_fill(self, oid: int, info: feeds.OrderInfo) -> None:
@@ -372,9 +377,15 @@ class _BatchView:
                 pub._publish(key, p.MarketPush(pub._market_info(m)), "market")
 
     def _publish_private(self) -> None:
-        pub, seq = self.pub, self.pub.seq
-        for account in sorted(self.order_updates):
-            orders = [self.order_updates[account][oid] for oid in sorted(self.order_updates[account])]
+        pub, seq, ts = self.pub, self.pub.seq, self.batch.ts_ns
+        updates: dict[int, list[p.OrderUpdate]] = defaultdict(list)
+        for oid in sorted(self.orders_touched):
+            info, status, reason = self.orders_touched[oid]
+            pub.remember_order(oid, info, status, reason, ts)
+            if pub._has(p.OrderUpdatesSub(account=info.account)):
+                updates[info.account].append(info.update(pub.markets, status, ts, reason, oid))
+        for account in sorted(updates):
+            orders = updates[account]
             pub._publish(p.OrderUpdatesSub(account=account), p.OrderUpdatesPush(p.OrderUpdates(account, seq, False, orders)),
                          "orderUpdates")
         for account in sorted(self.fills):
