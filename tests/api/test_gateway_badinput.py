@@ -398,3 +398,20 @@ async def test_4_a_batch_answers_each_action_in_order(node, ws):
     assert [s.code for s in answer.statuses if isinstance(s, p.Rejected)] == [-R.PRICE_OFF_TICK, -R.UNKNOWN_ORDER]
     assert answer.statuses[4].size == "0.500" and answer.statuses[4].cloid == "ok-1"
     assert sorted(o.remaining_lots for o in node.engine.open_orders(ALICE)) == [100, 500]
+
+
+async def test_6_13_rest_reads_name_unknown_markets_and_rate_limit_per_address(tmp_path, aiohttp_client):
+    node = Node(tmp_path, limits=Limits(rest_per_ip_per_s=1, rest_per_ip_burst=3))
+    await node.start()
+    try:
+        client = await aiohttp_client(node.app)
+        unknown = await client.get("/v1/book", params={"market": "AAPL"})
+        assert unknown.status == 404 and (await unknown.json())["code"] == -R.UNKNOWN_MARKET
+        missing = await client.get("/v1/market")
+        assert missing.status == 400 and (await missing.json())["code"] == -G.MISSING_FIELD
+        assert (await client.get("/v1/book", params={"market": "NVDA"})).status == 200
+        limited = await client.get("/v1/book", params={"market": "NVDA"})
+        assert limited.status == 429 and (await limited.json())["code"] == -G.IP_REQUEST_RATE
+        assert int(limited.headers["Retry-After"]) >= 1
+    finally:
+        await node.sequencer.stop()
