@@ -12,9 +12,9 @@ Layout
 
 Routes
 ------
-``GET /ws`` (websocket), ``POST /v1/action`` (a signed action), ``GET /v1/book?market=``,
-``GET /v1/market?market=``, ``GET /v1/markets``, ``GET /v1/schema``, ``GET /v1/health``,
-``GET /metrics``.
+``GET /ws`` (websocket), ``POST /v1/action`` (a signed action), ``POST /v1/query`` (a signed
+private read), ``GET /v1/book?market=``, ``GET /v1/market?market=``, ``GET /v1/schema``,
+``GET /v1/health``, ``GET /metrics``.
 
 Invariants
 ----------
