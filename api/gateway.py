@@ -18,7 +18,8 @@ private read), ``GET /v1/book?market=``, ``GET /v1/market?market=``, ``GET /v1/s
 
 Invariants
 ----------
-* The app does not start or stop the sequencer (the node does); it registers one listener.
+* The app does not start or stop the sequencer (the node does); it registers one listener,
+  removed when the app is cleaned up.
 * Every engine read happens on the event loop between batches.
 * On shutdown every websocket gets ``SHUTTING_DOWN`` and close 1001.
 
@@ -212,3 +213,6 @@ async def _background(app: web.Application):
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    remove = getattr(gateway.sequencer, "remove_listener", None)
+    if remove is not None:
+        remove(gateway.on_batch)
