@@ -32,6 +32,7 @@ Known limitations
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Callable, Sequence
 
@@ -213,6 +214,5 @@ async def _background(app: web.Application):
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    remove = getattr(gateway.sequencer, "remove_listener", None)
-    if remove is not None:
-        remove(gateway.on_batch)
+    with contextlib.suppress(ValueError):  # already removed (the app was served twice)
+        gateway.sequencer.remove_listener(gateway.on_batch)

@@ -132,7 +132,8 @@ async def test_l2delta_snapshot_then_deltas_track_the_engine_book(node, aiohttp_
 
 
 async def test_rest_book_action_health_schema_and_metrics(node, aiohttp_client):
-    client = await aiohttp_client(node.app)
+    await connect(aiohttp_client, node)
+    client = node._client
     body = node.alice.signed_action("local", place("NVDA", "sell", "1", "101.00"), node.nonce())
     resp = await client.post("/v1/action", data=p.encode(body))
     assert resp.status == 200
@@ -210,8 +211,8 @@ async def test_a_degraded_node_refuses_actions_and_says_so(node, aiohttp_client)
 
 
 async def test_signed_rest_queries_read_the_signers_account_only(node, aiohttp_client):
-    client = await aiohttp_client(node.app)
     alice = await connect(aiohttp_client, node, node.alice)
+    client = node._client
     await alice.post(place("NVDA", "buy", "1", "99.00", cloid="keep"))
     await alice.post(place("NVDA", "sell", "1", "101.00", cloid="gone"))
     await alice.post(p.Cancel(market="NVDA", cloid="gone"))
