@@ -50,6 +50,7 @@ class GatewayCode(IntEnum):
     BAD_VALUE = 5011
     UNKNOWN_ACTION = 5012
     UNKNOWN_CHANNEL = 5013
+    UNKNOWN_QUERY = 5014
     # 51xx: authentication and authorisation
     NOT_LOGGED_ON = 5101
     ALREADY_LOGGED_ON = 5102
@@ -82,6 +83,7 @@ class GatewayCode(IntEnum):
     CONNECTION_TOO_OLD = 5209
     IP_CONNECT_RATE = 5210
     IP_REQUEST_RATE = 5211
+    TOO_MANY_CONNECTIONS = 5212
     # 59xx: the node
     WRITES_SUSPENDED = 5901
     SHUTTING_DOWN = 5902
@@ -100,9 +102,11 @@ GATEWAY_MESSAGES: dict[GatewayCode, str] = {
     GatewayCode.BAD_DECIMAL: "Prices and sizes must be decimal strings such as \"180.05\": digits with an optional "
     "'-' and fraction, no exponent, never a JSON number.",
     GatewayCode.BAD_VALUE: "A field's value is outside its allowed range or format.",
-    GatewayCode.UNKNOWN_ACTION: "The action 'type' must be one of place, cancel, cancelAll, amend or batch.",
+    GatewayCode.UNKNOWN_ACTION: "The action 'type' must be one of place, cancel, cancelAll, amend, batch, "
+    "trigger, cancelTrigger or scheduleCancel.",
     GatewayCode.UNKNOWN_CHANNEL: "The subscription 'type' must be a channel name: l2Book, l2Delta, trades, market, "
     "liquidations, orderUpdates, userFills, userFundings, positions or account.",
+    GatewayCode.UNKNOWN_QUERY: "The query 'type' must be one of openOrders, orderStatus, positions, account or fills.",
     GatewayCode.NOT_LOGGED_ON: "Private channels need a logged-on connection; send a signed logon first.",
     GatewayCode.ALREADY_LOGGED_ON: "This connection is already logged on; open another connection for another key.",
     GatewayCode.SIGNATURE_REQUIRED: "This action must be signed (keyId, nonce, signature), or sent on a logged-on connection.",
@@ -134,6 +138,7 @@ GATEWAY_MESSAGES: dict[GatewayCode, str] = {
     GatewayCode.CONNECTION_TOO_OLD: "The connection reached its maximum age (24 hours by default); reconnect.",
     GatewayCode.IP_CONNECT_RATE: "Too many new connections from this address; retry after retryAfterMs.",
     GatewayCode.IP_REQUEST_RATE: "Too many REST requests from this address; retry after retryAfterMs.",
+    GatewayCode.TOO_MANY_CONNECTIONS: "The node holds the most websocket connections it may; retry after retryAfterMs.",
     GatewayCode.WRITES_SUSPENDED: "The node cannot persist new actions right now (disk full or fsync failure); "
     "nothing was done. Reads still work.",
     GatewayCode.SHUTTING_DOWN: "The node is shutting down; reconnect later.",

@@ -10,7 +10,9 @@ Layout
   one per channel), and ``SignedAction``, the body of a signed REST action;
 * server -> client: ``Push`` (``{"channel": …, "data": …}``), with ``PostResult`` holding one
   ``ActionStatus`` per action, in order; ``BookResponse`` for ``GET /v1/book``;
-* ``decode_request`` / ``decode_signed_action`` turn any malformed input into an
+* ``Query`` (``type``: openOrders, orderStatus, positions, account, fills) in a
+  ``SignedQuery``, the body of ``POST /v1/query``;
+* ``decode_request`` / ``decode_signed_action`` / ``decode_signed_query`` turn any malformed input into an
   ``api.errors.ProtocolError`` carrying a specific code; ``signed_action_object`` returns the
   action as sent, for its signature (``api.auth``);
 * ``error_push``, ``post_error`` and ``rejected`` put a code from ``api.errors`` on the wire.
@@ -32,8 +34,9 @@ Known limitations
   its canonical form for signing alike.
 * Mapping a msgspec validation error to a code reads msgspec's message text; the tests pin
   every mapping so a msgspec upgrade that rewords one shows up as a failure.
-* Reduce-only orders, triggers and the dead-man switch of mechanics.md §1 have no wire form
-  yet; they are additive fields and actions.
+* Reduce-only orders (``Place.reduceOnly``), trigger orders (``trigger``, ``cancelTrigger``)
+  and the dead-man switch (``scheduleCancel``) are single actions; a ``batch`` holds only
+  place, cancel and amend, as the engine's batch does.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ class Place(msgspec.Struct, tag="place", tag_field="type", **_IN):
     stp: StpName = "expire_maker"
     cloid: ClientOrderId | None = None
     expiresAt: TimeMs | None = None
+    reduceOnly: bool = False
 
 
 class Cancel(msgspec.Struct, tag="cancel", tag_field="type", **_IN):
@@ -127,6 +131,38 @@ class Amend(msgspec.Struct, tag="amend", tag_field="type", **_IN):
     size: DecimalStr | None = None
 
 
+class PlaceTrigger(msgspec.Struct, tag="trigger", tag_field="type", **_IN):
+    """A stop or take-profit order waiting for ``triggerPrice`` (on the mark, or
+    ``triggerOn: "last"`` the last trade). A stop buys once the price is at or above it (sells
+    at or below); a take-profit the other way. When it fires, a market order (or, with
+    ``orderType: "limit"``, a GTC limit at ``price``) enters as a new order. No ``size``: a
+    position TP/SL for the whole position at trigger time, cancelled when the position closes."""
+
+    market: MarketSymbol
+    side: SideName
+    triggerPrice: DecimalStr
+    kind: Literal["stop", "take_profit"] = "stop"
+    orderType: Literal["market", "limit"] = "market"
+    price: DecimalStr | None = None
+    size: DecimalStr | None = None
+    triggerOn: Literal["mark", "last"] = "mark"
+
+
+class CancelTrigger(msgspec.Struct, tag="cancelTrigger", tag_field="type", **_IN):
+    """Cancel a live trigger order by the ``tid`` its placement returned."""
+
+    market: MarketSymbol
+    tid: WireInt
+
+
+class ScheduleCancel(msgspec.Struct, tag="scheduleCancel", tag_field="type", **_IN):
+    """The dead-man switch: at the first clock tick at or after ``at`` (ms) every open order
+    of the account is cancelled, unless a later scheduleCancel moves the deadline. ``at``
+    absent or 0 clears it."""
+
+    at: TimeMs | None = None
+
+
 BatchItem = Union[Place, Cancel, Amend]
 
 
@@ -136,7 +172,7 @@ class Batch(msgspec.Struct, tag="batch", tag_field="type", **_IN):
     actions: Annotated[list[BatchItem], msgspec.Meta(min_length=1, max_length=MAX_BATCH_ACTIONS)]
 
 
-Action = Union[Place, Cancel, CancelAll, Amend, Batch]
+Action = Union[Place, Cancel, CancelAll, Amend, Batch, PlaceTrigger, CancelTrigger, ScheduleCancel]
 
 # ------------------------------------------------------------------------ subscriptions
 
@@ -249,6 +285,47 @@ class SignedAction(msgspec.Struct, **_IN):
     expiresAfter: TimeMs | None = None
 
 
+# ---------------------------------------------------------------------- signed queries
+
+
+class OpenOrdersQuery(msgspec.Struct, tag="openOrders", tag_field="type", **_IN):
+    """The account's open orders (answered with ``OrderUpdates``, ``isSnapshot: true``)."""
+
+
+class OrderStatusQuery(msgspec.Struct, tag="orderStatus", tag_field="type", **_IN):
+    """One order by ``oid`` or, when no oid is given, by ``cloid``: its last known state,
+    also after it filled or was cancelled (a client that timed out learns the outcome)."""
+
+    oid: WireInt | None = None
+    cloid: ClientOrderId | None = None
+
+
+class PositionsQuery(msgspec.Struct, tag="positions", tag_field="type", **_IN):
+    """The account's open positions (answered with ``Positions``)."""
+
+
+class AccountQuery(msgspec.Struct, tag="account", tag_field="type", **_IN):
+    """The account's collateral, equity and margins (answered with ``AccountState``)."""
+
+
+class FillsQuery(msgspec.Struct, tag="fills", tag_field="type", **_IN):
+    """The account's recent fills (answered with ``UserFills``)."""
+
+
+Query = Union[OpenOrdersQuery, OrderStatusQuery, PositionsQuery, AccountQuery, FillsQuery]
+
+
+class SignedQuery(msgspec.Struct, **_IN):
+    """The body of ``POST /v1/query``: a private read, signed like an action (scope ``read``);
+    the signature covers ``query`` exactly as sent."""
+
+    query: Query
+    keyId: KeyId
+    nonce: WireInt
+    signature: SignatureHex
+    expiresAfter: TimeMs | None = None
+
+
 # ------------------------------------------------------------------- per-action statuses
 
 
@@ -300,7 +377,24 @@ class Rejected(msgspec.Struct, tag="rejected", tag_field="status", **_OUT):
     msg: str
 
 
-ActionStatus = Union[Resting, Filled, Cancelled, Amended, CancelledAll, Rejected]
+class TriggerPlaced(msgspec.Struct, tag="triggerPlaced", tag_field="status", **_OUT):
+    """The trigger order waits; ``tid`` names it for ``cancelTrigger``."""
+
+    tid: WireInt
+
+
+class TriggerCancelled(msgspec.Struct, tag="triggerCancelled", tag_field="status", **_OUT):
+    tid: WireInt
+
+
+class Scheduled(msgspec.Struct, tag="scheduled", tag_field="status", **_OUT):
+    """The dead-man deadline now in force (ms), or null when it was cleared."""
+
+    at: TimeMs | None
+
+
+ActionStatus = Union[Resting, Filled, Cancelled, Amended, CancelledAll, Rejected, TriggerPlaced, TriggerCancelled,
+                     Scheduled]
 
 
 class PostOk(msgspec.Struct, tag="ok", tag_field="type", **_OUT):
@@ -609,6 +703,15 @@ Push = Union[
 ]
 
 
+class OrderStatus(msgspec.Struct, **_OUT):
+    """The answer to ``orderStatus``: ``order`` is null when no such order is known (never
+    placed, or closed long enough ago to be forgotten)."""
+
+    account: WireInt
+    seq: WireInt
+    order: OrderUpdate | None
+
+
 class BookResponse(msgspec.Struct, **_OUT):
     """``GET /v1/book?market=…``: the whole book as of ``seq``, best levels first."""
 
@@ -623,6 +726,7 @@ _request_decoder = msgspec.json.Decoder(Request)
 _signed_action_decoder = msgspec.json.Decoder(SignedAction)
 _push_decoder = msgspec.json.Decoder(Push)
 _book_decoder = msgspec.json.Decoder(BookResponse)
+_signed_query_decoder = msgspec.json.Decoder(SignedQuery)
 _any_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
@@ -640,6 +744,11 @@ def decode_signed_action(body: bytes | str, max_bytes: int = MAX_MESSAGE_BYTES) 
     return _decode(_signed_action_decoder, body, max_bytes)
 
 
+def decode_signed_query(body: bytes | str, max_bytes: int = MAX_MESSAGE_BYTES) -> SignedQuery:
+    """A REST query body -> ``SignedQuery``; defects -> ``ProtocolError``."""
+    return _decode(_signed_query_decoder, body, max_bytes)
+
+
 def decode_push(frame: bytes | str) -> Push:
     """Client side: one server frame -> a ``Push`` (raises msgspec errors as they are)."""
     return _push_decoder.decode(frame)
@@ -649,10 +758,11 @@ def decode_book(body: bytes | str) -> BookResponse:
     return _book_decoder.decode(body)
 
 
-def signed_action_object(frame: bytes | str) -> Any:
-    """The ``action`` member of an already validated frame or body, as plain JSON values
-    (dicts, lists, str, int, bool, None): exactly what the client sent, for the signature."""
-    return _any_decoder.decode(frame)["action"]
+def signed_action_object(frame: bytes | str, member: str = "action") -> Any:
+    """The ``action`` (or ``query``) member of an already validated frame or body, as plain
+    JSON values (dicts, lists, str, int, bool, None): exactly what the client sent, for the
+    signature."""
+    return _any_decoder.decode(frame)[member]
 
 
 def _decode(decoder: msgspec.json.Decoder, frame: bytes | str, max_bytes: int) -> Any:
@@ -661,6 +771,11 @@ def _decode(decoder: msgspec.json.Decoder, frame: bytes | str, max_bytes: int) -
         size = len(frame.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise ProtocolError(GatewayCode.MESSAGE_TOO_LARGE, f"{size} bytes; the limit is {max_bytes}")
+    if isinstance(frame, bytes) and not frame.isascii():
+        try:  # msgspec does not check the UTF-8 of string contents
+            frame.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(GatewayCode.INVALID_UTF8, f"byte {exc.start}") from None
     try:
         return decoder.decode(frame)
     except msgspec.ValidationError as exc:
@@ -705,6 +820,8 @@ def _code_for(what: str, parts: list[str], field: str | None, missing: bool) -> 
         return GatewayCode.UNKNOWN_METHOD
     if field == "type" and parent == "subscription":
         return GatewayCode.UNKNOWN_CHANNEL
+    if field == "type" and parent == "query":
+        return GatewayCode.UNKNOWN_QUERY
     if field == "type" and parent in ("action", "actions"):
         if parent == "actions" and "'batch'" in what:
             return Reject.BATCH_NESTED
