@@ -2,7 +2,8 @@
 
 On each Tick with risk on, after funding, one pass over the accounts in ascending id finds
 those whose equity at the mark is below their maintenance margin (cross margin: the whole
-account) and runs, for each, in order:
+account) and runs, for each, in order (an oracle update that moves a market's mark runs the
+same pass over the accounts holding a position in that market, without the work-off):
 
 1. **Cancel** every resting order of the account (reason LIQUIDATION).
 2. **Book**: unless equity is already below 2/3 of MM, per market in id order an IOC closes the
@@ -202,13 +203,17 @@ def liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ
 
 @njit(cache=True, _nrt=False)
 def liquidation_scan(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                     acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
+                     acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, only_m):
     """One pass over the accounts (not the fund) in id order; liquidate those below MM (with
-    modes on, as ``engine.modes.liquidation_allowed`` permits)."""
+    modes on, as ``engine.modes.liquidation_allowed`` permits). ``only_m`` ≥ 0 (an oracle
+    update moved that market's mark): only accounts holding a position in it can have
+    changed, so only those are checked; −1 (the Tick): every account."""
     done = 0
     modes = ctr[C_MODES] != 0
     for a in range(acc.shape[0] - 1):
         if acc[a]["npos"] == 0:
+            continue
+        if only_m >= 0 and pos[a, only_m]["size"] == 0:
             continue
         mm = total_mm(pos, mkt, a)
         if equity_atoms(acc, pos, mkt, a) >= mm:

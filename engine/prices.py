@@ -110,13 +110,15 @@ def do_oracle(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ,
               acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos):
     """An oracle update: with modes on the market's mode decides the oracle price
     (engine.modes); then the mark is recomputed (frozen while HALTED) and one MARK event
-    reports both."""
+    reports both. With risk on, a moved mark runs the liquidation scan over the accounts
+    holding a position in the market (engine.liquidator)."""
     m = c["market"]
     ts = c["ts"]
     code = oracle_code(c, mkt, ctr)
     if code != 0:
         return emit_reject(ev, n, i, ts, m, -1, 0, code)
     modes = ctr[C_MODES] != 0
+    old_mark = mkt[m]["mark"]
     if modes:
         n = oracle_update(ev, n, i, ts, mkt, m, c["price"], c["size"])
     else:
@@ -130,7 +132,11 @@ def do_oracle(c, i, ev, n, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ,
             mark = mode_mark(mkt, m, mark)
         n = move_mark(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                       acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, m, mark)
-    return emit(ev, n, E_MARK, i, ts, m, -1, 0, 0, mkt[m]["mark"], 0, oracle, 0, 0)
+    n = emit(ev, n, E_MARK, i, ts, m, -1, 0, 0, mkt[m]["mark"], 0, oracle, 0, 0)
+    if ctr[C_RISK] != 0 and mkt[m]["mark"] != old_mark:
+        n = liquidation_scan(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                             acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, m)
+    return n
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -167,7 +173,7 @@ def tick_prices(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, su
     if risk:
         n = settle_funding(ev, n, i, ts, mkt, acc, pos)
         n = liquidation_scan(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                             acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
+                             acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, -1)
         n = fund_work_off(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                           acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
     return n

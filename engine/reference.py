@@ -839,17 +839,19 @@ class ReferenceEngine(ModeRules, TriggerRules):
 
     # ------------------------------------------------------------------ liquidation (docs/risk.md)
 
-    def _liquidation_scan(self, ts: int) -> None:
+    def _liquidation_scan(self, ts: int, market: int = -1) -> None:
         """Accounts in ascending id, read as the scan reaches them; at most
-        LIQUIDATIONS_PER_TICK of those below maintenance are liquidated."""
+        LIQUIDATIONS_PER_TICK of those below maintenance are liquidated. With ``market`` set
+        (an oracle update moved that market's mark) only accounts holding a position there."""
         done = 0
-        a = -1
-        while done < LIQUIDATIONS_PER_TICK:
-            later = [b for b in self._accounts if a < b < self._insurance]
-            if not later:
+        for a in sorted(self._accounts):
+            if done == LIQUIDATIONS_PER_TICK or a >= self._insurance:
                 return
-            a = min(later)
-            if self._accounts[a].npos == 0 or self._equity(a) >= self.maintenance_margin(a):
+            if a not in self._accounts or self._accounts[a].npos == 0:
+                continue
+            if market >= 0 and self._position(a, market).size == 0:
+                continue
+            if self._equity(a) >= self.maintenance_margin(a):
                 continue
             if self._config.modes and not self._liquidation_allowed(a):
                 continue
@@ -1015,6 +1017,7 @@ class ReferenceEngine(ModeRules, TriggerRules):
         if code:
             return self._emit_reject(code, cmd.market, -1, 0)
         m = self._markets[cmd.market]
+        old_mark = m.mark
         if self._config.modes:
             self._oracle_mode(m, cmd.price, cmd.size, cmd.ts)
         else:
@@ -1025,6 +1028,8 @@ class ReferenceEngine(ModeRules, TriggerRules):
             mark = self._next_mark(m, cmd.ts)
             self._move_mark(m, self._mode_mark(m, mark) if self._config.modes else mark)
         self._emit_mark(m)
+        if self._risk and m.mark != old_mark:
+            self._liquidation_scan(cmd.ts, m.index)
 
     @staticmethod
     def _start_funding_clock(m: _Market, ts: int) -> None:

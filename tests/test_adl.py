@@ -13,7 +13,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from engine.codes import CancelReason, LiquidationStep
-from engine.commands import Cancelled, Deposit, Fill, Liquidation, OracleUpdate, Tick
+from engine.commands import Cancelled, Deposit, Fill, Liquidation, MarketAdmin, OracleUpdate, Tick
 from engine.spec import EngineConfig
 from engine_helpers import ALICE, BOB, CAROL, DAVE, apply_checked, arrange, ask, bid, nvda, tsla
 
@@ -40,6 +40,13 @@ def no_bankrupt_account_with_positions(engine, specs) -> bool:
                if any(engine.position(a, m).size_lots for m in range(len(specs))))
 
 
+def gap(engine, price):
+    """NVDA's oracle jumps at 2 s: the mark follows and the accounts holding NVDA are checked
+    at once; then the 3 s Tick (the full scan and the fund's work-off). All their events."""
+    return apply_checked(engine, [OracleUpdate(market=0, price=Decimal(price), ts_ns=2 * SECOND),
+                                  Tick(ts_ns=3 * SECOND)])
+
+
 def test_a_gap_past_bankruptcy_is_collected_from_the_shorts_in_ranking_order(make_engine):
     """Shorts of 3 at 101 (BOB, $400), 3 at 100 (CAROL, $40), 4 at 99 (DAVE, $100) against
     ALICE's long 10. At 70 their keys uPnL/equity are BOB 93/492.9697, CAROL 90/129.97 and
@@ -50,11 +57,9 @@ def test_a_gap_past_bankruptcy_is_collected_from_the_shorts_in_ranking_order(mak
                      Deposit(account=ALICE, amount=Decimal("110.000007")), Deposit(account=BOB, amount=Decimal(400)),
                      Deposit(account=CAROL, amount=Decimal(40)), Deposit(account=DAVE, amount=Decimal(100)),
                      ask(BOB, "3", "101.00"), ask(CAROL, "3", "100.00"), ask(DAVE, "4", "99.00"),
-                     bid(ALICE, "10", "101.00", tif="ioc"),
-                     OracleUpdate(market=0, price=Decimal(70), ts_ns=2 * SECOND)])
-    # ALICE: 110.000007 − taker fee ⌈999 × 0.035%⌉ = 0.34965 − loss 299 = −189.349643
-    assert engine.equity(ALICE) == -189_349_643
-    events = apply_checked(engine, [Tick(ts_ns=3 * SECOND)])
+                     bid(ALICE, "10", "101.00", tif="ioc")])
+    # at 70, ALICE: 110.000007 − taker fee ⌈999 × 0.035%⌉ = 0.34965 − loss 299 = −189.349643
+    events = gap(engine, 70)
     steps = liquidations(events)
     assert [s.step for s in steps] == [LiquidationStep.BACKSTOP, LiquidationStep.COLLATERAL] + [LiquidationStep.ADL] * 3
     assert steps[1].amount == -189_349_643
@@ -80,10 +85,9 @@ def test_equal_keys_go_by_ascending_account_and_the_first_pays_the_odd_atom(make
     arrange(engine, [OracleUpdate(market=0, price=Decimal(100), ts_ns=SECOND),
                      Deposit(account=ALICE, amount=Decimal("110.000007")), Deposit(account=BOB, amount=Decimal(500)),
                      Deposit(account=CAROL, amount=Decimal(500)),
-                     ask(CAROL, "5", "100.00"), ask(BOB, "5", "100.00"), bid(ALICE, "10", "100.00", tif="ioc"),
-                     OracleUpdate(market=0, price=Decimal(70), ts_ns=2 * SECOND)])
+                     ask(CAROL, "5", "100.00"), ask(BOB, "5", "100.00"), bid(ALICE, "10", "100.00", tif="ioc")])
     assert engine.equity(BOB) == engine.equity(CAROL)
-    events = apply_checked(engine, [Tick(ts_ns=3 * SECOND)])
+    events = gap(engine, 70)
     # need 110.000007 − 0.35 − 300 = −190.349993: ⌈190_349_993 / 2⌉ then the rest
     assert adl_closes(events) == [(BOB, -5_000, 7_000, 95_174_997), (CAROL, -5_000, 7_000, 95_174_996)]
     assert engine.insurance_fund() == 0
@@ -93,9 +97,8 @@ def test_a_bankrupt_short_is_collected_from_the_longs(make_engine):
     engine = make_engine(specs=(NVDA_WIDE,), config=RISK)
     arrange(engine, [OracleUpdate(market=0, price=Decimal(100), ts_ns=SECOND),
                      Deposit(account=ALICE, amount=Decimal(110)), Deposit(account=BOB, amount=Decimal(10_000)),
-                     bid(BOB, "10", "100.00"), ask(ALICE, "10", "100.00", tif="ioc"),
-                     OracleUpdate(market=0, price=Decimal(130), ts_ns=2 * SECOND)])
-    events = apply_checked(engine, [Tick(ts_ns=3 * SECOND)])
+                     bid(BOB, "10", "100.00"), ask(ALICE, "10", "100.00", tif="ioc")])
+    events = gap(engine, 130)
     steps = liquidations(events)
     assert [s.step for s in steps] == [LiquidationStep.BACKSTOP, LiquidationStep.COLLATERAL, LiquidationStep.ADL]
     assert (steps[0].size_lots, steps[0].side) == (-10_000, 0)
@@ -116,40 +119,48 @@ def test_the_fund_pays_what_it_can_and_adl_collects_only_the_rest(make_engine):
                      Tick(ts_ns=3 * SECOND)])
     assert engine.insurance_fund() == 14_025_000 and engine.position(ALICE, 0).size_lots == 0
     arrange(engine, [Deposit(account=DAVE, amount=Decimal(110)), ask(BOB, "10", "93.50"),
-                     bid(DAVE, "10", "93.50", tif="ioc"), OracleUpdate(market=0, price=Decimal(65), ts_ns=4 * SECOND)])
-    # DAVE: 110 − fee 0.32725 − 285; CAROL is long too (from ALICE's liquidation): no counterparty
-    assert engine.equity(DAVE) == -175_327_250
-    events = apply_checked(engine, [Tick(ts_ns=5 * SECOND)])
+                     bid(DAVE, "10", "93.50", tif="ioc")])
+    # at 65, DAVE: 110 − fee 0.32725 − 285 = −175.32725; CAROL is long too (from ALICE's
+    # liquidation): no counterparty
+    events = apply_checked(engine, [OracleUpdate(market=0, price=Decimal(65), ts_ns=4 * SECOND),
+                                    Tick(ts_ns=5 * SECOND)])
+    assert liquidations(events)[1].amount == -175_327_250
     assert adl_closes(events) == [(BOB, -10_000, 6_500, 175_327_250 - 14_025_000)]
     assert engine.insurance_fund() == 0 and engine.position(BOB, 0).size_lots == -10_000
 
 
 def test_a_counterparty_pays_at_most_its_equity_and_the_fund_keeps_the_rest_of_the_loss(make_engine):
-    """BOB, the only short of NVDA, is also long 20 TSLA, which falls from 100 to 75: his equity
-    of 109.20 is all he can pay of ALICE's 190.35. He is then below maintenance himself with
-    nothing left, and the fund takes his TSLA at the mark; it stays 81.15 short."""
-    specs = (NVDA_WIDE, tsla())
-    engine = make_engine(specs=specs, config=RISK)
-    arrange(engine, [OracleUpdate(market=0, price=Decimal(100), ts_ns=SECOND),
-                     OracleUpdate(market=1, price=Decimal(100), ts_ns=SECOND),
-                     Deposit(account=ALICE, amount=Decimal(110)), Deposit(account=BOB, amount=Decimal(310)),
+    """BOB, the only short of NVDA, is also long 20 TSLA and 1 AAPL. AAPL is halted, so when TSLA
+    falls from 100 to 75 BOB is below maintenance but cannot be liquidated (an account holding
+    a position in a halted market waits). NVDA then gaps to 70: ALICE is bankrupt by 190.35 and
+    BOB's equity of 120.165 (his NVDA gain included) is all he can pay; the fund keeps the rest.
+
+    A single oracle move cannot make an opposite position's equity the limit: its gain covers its
+    share of the need, and every account is checked when a mark it holds moves. Two markets
+    moving with the account not liquidated in between (a halt, or the per-tick cap) can."""
+    specs = (NVDA_WIDE, tsla(), nvda(market_id=2, symbol="AAPL", ladder_levels=4096))
+    config = EngineConfig(max_orders=256, max_accounts=16, risk=True, modes=True)
+    engine = make_engine(specs=specs, config=config)
+    arrange(engine, [OracleUpdate(market=m, price=Decimal(100), ts_ns=SECOND) for m in range(3)])
+    arrange(engine, [Deposit(account=ALICE, amount=Decimal(110)), Deposit(account=BOB, amount=Decimal(321)),
                      Deposit(account=CAROL, amount=Decimal(10_000)),
                      ask(BOB, "10", "100.00"), bid(ALICE, "10", "100.00", tif="ioc"),
                      ask(CAROL, "20", "100.00", market=1), bid(BOB, "20", "100.00", market=1, tif="ioc"),
-                     OracleUpdate(market=0, price=Decimal(70), ts_ns=2 * SECOND),
-                     OracleUpdate(market=1, price=Decimal(75), ts_ns=2 * SECOND)])
-    assert engine.equity(BOB) == 109_200_000  # 310 − fees 0.80 + 300 − 500
-    events = apply_checked(engine, [Tick(ts_ns=3 * SECOND)])
+                     ask(CAROL, "1", "100.00", market=2), bid(BOB, "1", "100.00", market=2, tif="ioc"),
+                     MarketAdmin(2, "halt")])
+    assert liquidations(apply_checked(engine, [OracleUpdate(market=1, price=Decimal(75), ts_ns=2 * SECOND)])) == []
+    # 321 − fees 0.10 + 0.70 + 0.035 − 500 on TSLA
+    assert engine.equity(BOB) == -179_835_000 < engine.maintenance_margin(BOB)
+    events = gap(engine, 70)
     steps = [(s.step, s.account, s.market) for s in liquidations(events)]
     assert steps == [(LiquidationStep.BACKSTOP, ALICE, 0), (LiquidationStep.COLLATERAL, ALICE, -1),
-                     (LiquidationStep.ADL, BOB, 0),
-                     (LiquidationStep.BACKSTOP, BOB, 1), (LiquidationStep.COLLATERAL, BOB, -1),
-                     (LiquidationStep.FUND_BOOK, FUND, 1)]
-    assert adl_closes(events) == [(BOB, -10_000, 7_000, 109_200_000)]
-    assert liquidations(events)[4].amount == 0  # BOB's collateral left: nothing, so no ADL for him
-    assert engine.insurance_fund() == -190_350_000 + 109_200_000
-    assert engine.position(FUND, 0).size_lots == 0 and engine.position(FUND, 1).size_lots == 20 * 100
-    assert engine.collateral(BOB) == 0 and no_bankrupt_account_with_positions(engine, specs)
+                     (LiquidationStep.ADL, BOB, 0)]
+    assert liquidations(events)[1].amount == -190_350_000  # 110 − 0.35 − 300
+    assert adl_closes(events) == [(BOB, -10_000, 7_000, 120_165_000)]  # −179.835 + 300 of NVDA gain
+    assert engine.insurance_fund() == -190_350_000 + 120_165_000
+    assert engine.position(FUND, 0).size_lots == 0 and engine.equity(BOB) == 0
+    # BOB keeps his TSLA and AAPL until AAPL resumes
+    assert engine.position(BOB, 1).size_lots == 20 * 100 and engine.position(BOB, 2).size_lots == 1_000
 
 
 def test_the_fund_works_its_position_off_a_fifth_at_a_time_through_the_book(make_engine):
@@ -161,14 +172,15 @@ def test_the_fund_works_its_position_off_a_fifth_at_a_time_through_the_book(make
     arrange(engine, [OracleUpdate(market=0, price=Decimal(100), ts_ns=SECOND),
                      Deposit(account=ALICE, amount=Decimal(110)), Deposit(account=BOB, amount=Decimal(10_000)),
                      Deposit(account=CAROL, amount=Decimal(10_000)),
-                     ask(BOB, "10", "100.00"), bid(ALICE, "10", "100.00", tif="ioc"),
-                     OracleUpdate(market=0, price=Decimal(91), ts_ns=2 * SECOND),
-                     bid(CAROL, "1", "90.00"), bid(BOB, "5", "88.00"), bid(CAROL, "3", "86.00")])
+                     ask(BOB, "10", "100.00"), bid(ALICE, "10", "100.00", tif="ioc")])
+    # the gap liquidates ALICE at once (the fund takes her position); the bids come before the Tick
+    taken = apply_checked(engine, [OracleUpdate(market=0, price=Decimal(91), ts_ns=2 * SECOND),
+                                   bid(CAROL, "1", "90.00"), bid(BOB, "5", "88.00"), bid(CAROL, "3", "86.00")])
     sent, filled, limits = [], [], set()
     first = None
     for t in range(3, 9):
         events = apply_checked(engine, [Tick(ts_ns=t * SECOND)])
-        first = first or events
+        first = first or taken + events
         work = [s for s in liquidations(events) if s.step == LiquidationStep.FUND_BOOK]
         assert len(work) == 1 and work[0].account == FUND and work[0].side == 1
         sent.append(work[0].size_lots)
@@ -197,10 +209,11 @@ def test_a_short_fund_buys_back_no_higher_than_the_max_price(make_engine):
     arrange(engine, [OracleUpdate(market=0, price=Decimal(100), ts_ns=SECOND),
                      Deposit(account=ALICE, amount=Decimal(110)), Deposit(account=BOB, amount=Decimal(10_000)),
                      Deposit(account=CAROL, amount=Decimal(10_000)),
-                     bid(BOB, "10", "100.00"), ask(ALICE, "10", "100.00", tif="ioc"),
-                     OracleUpdate(market=0, price=Decimal(109), ts_ns=2 * SECOND),
-                     ask(CAROL, "1", "111.00")])
-    events = apply_checked(engine, [Tick(ts_ns=3 * SECOND)])
+                     bid(BOB, "10", "100.00"), ask(ALICE, "10", "100.00", tif="ioc")])
+    # the gap liquidates ALICE at once; CAROL's ask (inside the band once the mark is 109) is
+    # there for the Tick's work-off
+    events = apply_checked(engine, [OracleUpdate(market=0, price=Decimal(109), ts_ns=2 * SECOND),
+                                    ask(CAROL, "1", "111.00"), Tick(ts_ns=3 * SECOND)])
     assert [s.step for s in liquidations(events)] == [LiquidationStep.BACKSTOP, LiquidationStep.COLLATERAL,
                                                      LiquidationStep.FUND_BOOK]
     work = liquidations(events)[-1]

@@ -39,6 +39,7 @@ from engine.commands import (
     Expired,
     Fill,
     Level,
+    Mark,
     OracleUpdate,
     Rejected,
     Schedule,
@@ -351,18 +352,19 @@ def test_a_liquidation_ioc_caps_and_then_sweeps_the_makers_reduce_only_orders(ma
                      ask(BOB, "10", "100.00"), bid(ALICE, "10", "100.00", tif="ioc")])
     first = accepted_oid(apply_checked(engine, [bid(BOB, "5", "93.40", reduce_only=True)]))
     second = accepted_oid(apply_checked(engine, [bid(BOB, "10", "93.30", reduce_only=True)]))
-    arrange(engine, [OracleUpdate(market=0, price=Decimal("93.50"), ts_ns=2 * SECOND)])
-
-    # equity 44.65 < MM 46.75: an IOC of all 10 at the fillable 93.19 (test_liquidation.py)
-    events = apply_checked(engine, [Tick(ts_ns=3 * SECOND)])
+    # at 93.50 equity 44.65 < MM 46.75: the update itself liquidates, an IOC of all 10 at the
+    # fillable 93.19 (test_liquidation.py)
+    events = apply_checked(engine, [OracleUpdate(market=0, price=Decimal("93.50"), ts_ns=2 * SECOND)])
+    assert isinstance(events[0], Mark)
+    events = events[1:]
 
     ioc = events[0].oid
     assert [type(e).__name__ for e in events] == ["Liquidation", "Fill", "Level", "Fill", "Level", "Cancelled", "Level",
                                                   "Liquidation"]
     assert events[1:7] == [
-        Fill(0, 0, ALICE, ioc, BOB, first, SELL, 9340, 5 * SHARE, 0, 3 * SECOND),
+        Fill(0, 0, ALICE, ioc, BOB, first, SELL, 9340, 5 * SHARE, 0, 2 * SECOND),
         Level(0, 0, BUY, 9340, 0),
-        Fill(0, 0, ALICE, ioc, BOB, second, SELL, 9330, 5 * SHARE, 5 * SHARE, 3 * SECOND),  # capped at BOB's 5 left
+        Fill(0, 0, ALICE, ioc, BOB, second, SELL, 9330, 5 * SHARE, 5 * SHARE, 2 * SECOND),  # capped at BOB's 5 left
         Level(0, 0, BUY, 9330, 5 * SHARE),
         Cancelled(0, 0, BOB, second, BUY, 9330, 5 * SHARE, REDUCE_ONLY),  # swept before the fee step
         Level(0, 0, BUY, 9330, 0),

@@ -1,4 +1,4 @@
-"""The liquidation waterfall on the clock, in both engines (mechanics.md §5, docs/risk.md).
+"""The liquidation waterfall on a mark change and on the clock, in both engines (mechanics.md §5, docs/risk.md).
 
 ALICE holds 10 NVDA long at 100.00 against BOB on $110 of collateral (IM $100 at 10×, MM 5%
 of the notional at the mark). Invariants, conservation to the atom among them, are checked
@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from engine.codes import CancelReason, LiquidationStep
-from engine.commands import Cancelled, Deposit, Fill, Liquidation, OracleUpdate, Tick
+from engine.commands import Cancelled, Deposit, Fill, Liquidation, Mark, OracleUpdate, Tick
 from engine.spec import EngineConfig
 from engine_helpers import ALICE, BOB, CAROL, apply_checked, arrange, ask, bid, nvda
 
@@ -28,25 +28,30 @@ def long_alice(make_engine, **spec):
     return engine
 
 
+def move_oracle(engine, price):
+    """The oracle moves at 2 s (the mark follows and the accounts holding NVDA are checked at
+    once), then the 3 s Tick (the full scan, and the fund's work-off); all their events."""
+    return apply_checked(engine, [OracleUpdate(market=0, price=Decimal(price), ts_ns=2 * SECOND),
+                                  Tick(ts_ns=3 * SECOND)])
+
+
 def liquidations(events):
     return [e for e in events if isinstance(e, Liquidation)]
 
 
 def test_a_healthy_account_is_left_alone(make_engine):
     engine = long_alice(make_engine)
-    arrange(engine, [OracleUpdate(market=0, price=Decimal("94.00"), ts_ns=2 * SECOND)])
     # equity 109.65 − 60 = 49.65 ≥ MM 47.00
-    assert liquidations(apply_checked(engine, [Tick(ts_ns=3 * SECOND)])) == []
+    assert liquidations(move_oracle(engine, "94.00")) == []
     assert engine.position(ALICE, 0).size_lots == 10_000
 
 
 def test_below_maintenance_the_book_takes_what_it_can_at_the_fillable_price(make_engine):
     engine = long_alice(make_engine)
     arrange(engine, [bid(CAROL, "5", "93.40"), bid(CAROL, "1", "93.10")])
-    arrange(engine, [OracleUpdate(market=0, price=Decimal("93.50"), ts_ns=2 * SECOND)])
     # equity 110 − 0.35 fee − 65 = 44.65 < MM 46.75, above 2/3 MM: the book step.
     # fillable = 93.50 − ⌊1.5 × (46.75 − 44.65) / 10⌋ ticks = 93.50 − 0.31 = 93.19
-    events = apply_checked(engine, [Tick(ts_ns=3 * SECOND)])
+    events = move_oracle(engine, "93.50")
     steps = liquidations(events)
     assert [s.step for s in steps] == [LiquidationStep.BOOK, LiquidationStep.FEE]
     assert steps[0].price_ticks == 9319
@@ -62,8 +67,8 @@ def test_below_maintenance_the_book_takes_what_it_can_at_the_fillable_price(make
 
 def test_when_the_book_cannot_absorb_the_fund_takes_the_position(make_engine):
     engine = long_alice(make_engine)
-    arrange(engine, [bid(CAROL, "10", "93.10"), OracleUpdate(market=0, price=Decimal("93.50"), ts_ns=2 * SECOND)])
-    steps = liquidations(apply_checked(engine, [Tick(ts_ns=3 * SECOND)]))
+    arrange(engine, [bid(CAROL, "10", "93.10")])
+    steps = liquidations(move_oracle(engine, "93.50"))
     assert [s.step for s in steps] == [LiquidationStep.BOOK, LiquidationStep.BACKSTOP, LiquidationStep.COLLATERAL,
                                        LiquidationStep.FUND_BOOK]
     assert steps[0].amount == 0  # nothing at or above the fillable 93.19
@@ -79,8 +84,8 @@ def test_when_the_book_cannot_absorb_the_fund_takes_the_position(make_engine):
 
 def test_a_fully_absorbed_book_liquidation_leaves_the_rest_with_the_trader(make_engine):
     engine = long_alice(make_engine)
-    arrange(engine, [bid(CAROL, "10", "93.40"), OracleUpdate(market=0, price=Decimal("93.50"), ts_ns=2 * SECOND)])
-    steps = liquidations(apply_checked(engine, [Tick(ts_ns=3 * SECOND)]))
+    arrange(engine, [bid(CAROL, "10", "93.40")])
+    steps = liquidations(move_oracle(engine, "93.50"))
     assert [s.step for s in steps] == [LiquidationStep.BOOK, LiquidationStep.FEE]
     # realized 934 − 1000 = −66, taker fee ⌈934 × 0.035%⌉ = 0.3269, liquidation fee 14.025
     left = 110 * USD - 350_000 - 66 * USD - 326_900 - 14_025_000
@@ -90,10 +95,11 @@ def test_a_fully_absorbed_book_liquidation_leaves_the_rest_with_the_trader(make_
 
 def test_deep_below_maintenance_cancels_the_orders_and_goes_straight_to_the_fund(make_engine):
     engine = long_alice(make_engine)
-    arrange(engine, [ask(ALICE, "1", "100.50"), OracleUpdate(market=0, price=Decimal(91), ts_ns=2 * SECOND)])
+    arrange(engine, [ask(ALICE, "1", "100.50")])
     # equity 109.65 − 90 = 19.65 < 2/3 of MM 45.50: no book step
-    events = apply_checked(engine, [Tick(ts_ns=3 * SECOND)])
-    assert isinstance(events[0], Cancelled) and events[0].reason == CancelReason.LIQUIDATION
+    events = move_oracle(engine, 91)
+    assert isinstance(events[0], Mark) and events[0].mark_ticks == 9100  # then the account is checked
+    assert isinstance(events[1], Cancelled) and events[1].reason == CancelReason.LIQUIDATION
     steps = liquidations(events)
     assert [s.step for s in steps] == [LiquidationStep.BACKSTOP, LiquidationStep.COLLATERAL,
                                        LiquidationStep.FUND_BOOK]
@@ -105,8 +111,7 @@ def test_deep_below_maintenance_cancels_the_orders_and_goes_straight_to_the_fund
 
 def test_a_gap_past_bankruptcy_is_paid_by_the_fund_then_collected_from_the_short(make_engine):
     engine = long_alice(make_engine)
-    arrange(engine, [OracleUpdate(market=0, price=Decimal(70), ts_ns=2 * SECOND)])
-    events = apply_checked(engine, [Tick(ts_ns=3 * SECOND)])
+    events = move_oracle(engine, 70)
     steps = liquidations(events)
     assert [s.step for s in steps] == [LiquidationStep.BACKSTOP, LiquidationStep.COLLATERAL, LiquidationStep.ADL]
     assert steps[1].amount == 109_650_000 - 300 * USD  # the fund pays the loss beyond the collateral
@@ -119,9 +124,9 @@ def test_a_gap_past_bankruptcy_is_paid_by_the_fund_then_collected_from_the_short
 
 def test_a_large_position_is_closed_a_fifth_at_a_time_with_a_cooldown(make_engine):
     engine = long_alice(make_engine, partial_liq_notional=Decimal(500))
-    arrange(engine, [bid(CAROL, "10", "92.90"), OracleUpdate(market=0, price=Decimal(93), ts_ns=2 * SECOND)])
+    arrange(engine, [bid(CAROL, "10", "92.90")])
     # equity 39.65 < MM 46.50; notional 930 > 500: 20% first
-    first = liquidations(apply_checked(engine, [Tick(ts_ns=3 * SECOND)]))
+    first = liquidations(move_oracle(engine, 93))
     assert first[0].step == LiquidationStep.BOOK and (first[0].size_lots, first[0].amount) == (2_000, 2_000)
     # still below: equity 36.59 < MM 37.20 for the 8 left, but the position cools down for 30 s
     assert engine.equity(ALICE) < engine.maintenance_margin(ALICE)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from engine_helpers import ALICE, BOB, CAROL, apply_checked, arrange, ask, bid, nvda
+from engine_helpers import ALICE, BOB, CAROL, apply_checked, arrange, ask, bid, nvda, tsla
 
 from engine.codes import FundingDark, MarketMode, OracleFlag, Reject
 from engine.commands import (
@@ -297,13 +297,19 @@ def test_funding_while_dark_follows_the_market_rule(make_engine, rule, rate_ppb)
 
 
 def test_liquidation_waits_for_a_halted_market(make_engine):
-    """ALICE, long 15 at 100 with $200, is below maintenance at 88 (equity $20, MM $66): no
-    liquidation while the market is halted; after the resume, the first Tick liquidates."""
-    engine = started(make_engine, CAROL)
-    arrange(engine, [Deposit(account=ALICE, amount=Decimal(200)),
-                      bid(ALICE, "15", "100.00"), ask(CAROL, "15", "100.00"),
-                      oracle("88.00", 2), MarketAdmin(0, "halt")])
+    """ALICE, long 15 NVDA and 2 TSLA at 100 with $200, falls below maintenance when TSLA drops
+    to 20 (equity about $39, MM about $77) while NVDA is halted: an account holding a position
+    in a halted market is not liquidated, neither on the TSLA update nor on the Tick; after
+    NVDA resumes, the first Tick liquidates."""
+    engine = make_engine(specs=(nvda(ladder_levels=WIDE), tsla(ladder_levels=WIDE)), config=MODES)
+    arrange(engine, [oracle("100.00", 1), oracle("100.00", 1, market=1),
+                     Deposit(account=ALICE, amount=Decimal(200)), Deposit(account=CAROL, amount=Decimal(10**6)),
+                     bid(ALICE, "15", "100.00"), ask(CAROL, "15", "100.00"),
+                     bid(ALICE, "2", "100.00", market=1), ask(CAROL, "2", "100.00", market=1),
+                     MarketAdmin(0, "halt")])
+    events = apply_checked(engine, [oracle("20.00", 2, market=1)])
     assert engine.equity(ALICE) < engine.maintenance_margin(ALICE)
+    assert not [e for e in events if isinstance(e, Liquidation)]
     events = apply_checked(engine, [tick(3)])
     assert not [e for e in events if isinstance(e, Liquidation)]
     events = apply_checked(engine, [MarketAdmin(0, "resume"), tick(4)])

@@ -139,18 +139,20 @@ SCENARIOS: dict[str, tuple] = {
         ],
     ),
     "partial_liquidation_with_cooldown": (
-        "ALICE is long 20 at 100.00 with $250. The oracle drops to 91.00 and BOB bids 5 at each of "
-        "90.90, 90.80, 90.70 and 90.60. The next Tick finds her below maintenance (not below 2/3 of it): "
-        "her position is above the $500 partial threshold, so an IOC sells 20% (4) at the fillable price "
-        "and fills against BOB, with the liquidation fee to the fund. A Tick 10 s later sends nothing "
-        "(30 s cooldown); a Tick 30 s after the first sends the next 20%.",
+        "ALICE is long 20 at 100.00 with $250. The oracle drops to 93.00, BOB bids 5 at each of 90.90, "
+        "90.80, 90.70 and 90.60 (inside the window around 93), then the oracle drops to 91.00. The mark "
+        "follows and the update finds her below maintenance (not below 2/3 of it): her position is above "
+        "the $500 partial threshold, so an IOC sells 20% (4) at the fillable price and fills against BOB, "
+        "with the liquidation fee to the fund. Ticks 1 s and 11 s later send nothing (30 s cooldown); a "
+        "Tick 31 s after the first sends the next 20%.",
         [
             [OracleUpdate(market=0, price=Decimal(100), ts_ns=_s(1)),
              Deposit(account=ALICE, amount=Decimal(250)), Deposit(account=BOB, amount=Decimal(100_000)),
              Deposit(account=CAROL, amount=Decimal(100_000))],
             [ask(CAROL, "20", "100.00", ts_ns=_s(1)), bid(ALICE, "20", "100.00", ts_ns=_s(1))],
+            [OracleUpdate(market=0, price=Decimal(93), ts_ns=_s(2)),
+             bid(BOB, "5", "90.90"), bid(BOB, "5", "90.80"), bid(BOB, "5", "90.70"), bid(BOB, "5", "90.60")],
             [OracleUpdate(market=0, price=Decimal(91), ts_ns=_s(2))],
-            [bid(BOB, "5", "90.90"), bid(BOB, "5", "90.80"), bid(BOB, "5", "90.70"), bid(BOB, "5", "90.60")],
             [Tick(ts_ns=_s(3))],
             [Tick(ts_ns=_s(13))],
             [Tick(ts_ns=_s(33))],
@@ -261,8 +263,8 @@ def test_no_stray_transcripts():
 def test_partial_liquidation_transcript_sends_a_fifth_then_waits_30_s():
     steps = load("partial_liquidation_with_cooldown").steps
     sent = [[(e.size_lots, e.amount) for e in step.events if e.__struct_config__.tag == "liquidation" and e.step == 1]
-            for step in steps[4:]]
-    assert sent == [[(4 * SHARE, 4 * SHARE)], [], [(3_200, 3_200)]]  # 20% of 20, nothing, 20% of 16
+            for step in steps[3:]]
+    assert sent == [[(4 * SHARE, 4 * SHARE)], [], [], [(3_200, 3_200)]]  # 20% of 20, nothing twice, 20% of 16
 
 
 def test_dark_transcript_reopens_by_steps_of_at_most_50_bps():
