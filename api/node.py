@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib.util
 import logging
 import os
@@ -164,6 +165,10 @@ class Node:
         self._tasks.append(asyncio.create_task(self._snapshots(), name="node-snapshots"))
         if cfg.bots:
             self._bot_tasks = [asyncio.create_task(c) for c in self.bots(self)]
+        # Everything allocated so far (the engine's arrays, numba's compiled kernels, the
+        # calendars) lives as long as the node: move it out of the collector's generations so
+        # each collection walks only what the traffic allocates.
+        gc.freeze()
         self.out(self.banner())
 
     async def stop(self) -> None:
