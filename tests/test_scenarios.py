@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine.codes import OracleFlag
+from engine.codes import CancelReason, LiquidationStep, OracleFlag
 from engine.commands import (
     Amend,
     Batch,
@@ -65,6 +65,8 @@ HOUR = 3_600 * SECOND
 NVDA_PARTIAL = MarketSpec(**{**msgspec.structs.asdict(NVDA), "partial_liq_notional": Decimal(500)})
 # NVDA with a ladder wide enough for a ±10% discovery band at $100
 NVDA_WIDE = MarketSpec(**{**msgspec.structs.asdict(NVDA), "ladder_levels": 1 << 14})
+# a second market like it, for an account with two positions (cross margin)
+AAPL_WIDE = MarketSpec(**{**msgspec.structs.asdict(NVDA_WIDE), "market_id": 1, "symbol": "AAPL"})
 
 
 def _s(seconds: float) -> int:
@@ -158,6 +160,56 @@ SCENARIOS: dict[str, tuple] = {
             [Tick(ts_ns=_s(33))],
         ],
         [NVDA_PARTIAL],
+        RISK,
+    ),
+    "gap_bankrupts_trader": (
+        "ALICE ($142.455) is long 3 NVDA (from BOB) and 10 AAPL (3 from CAROL, who has $40, and 7 "
+        "from BOB), all at 100.00, paying 0.455 of taker fees. AAPL's oracle falls to 93.00; DAVE bids "
+        "3 NVDA at 91.00 and 5 AAPL at 84.82. AAPL gaps to 90.00: the update finds ALICE at equity 42.00 "
+        "< MM 60.00, not below 2/3 of it (40.00), so the book step runs, market by market. NVDA: an "
+        "IOC of all 3 at the fillable price 100.00 − 1.5 × 18.00 / 3 = 91.00 fills DAVE's bid, and the "
+        "fee of 4.50 goes to the fund; equity is now 10.40445 against MM 45.00. AAPL: an IOC of all 10 "
+        "at 90.00 − 1.5 × 34.59555 / 10 = 84.81…, rounded up to the tick 84.82, fills DAVE's 5 and "
+        "leaves her at −15.643985 (each fillable price is bounded by the whole account's shortfall, so "
+        "the two IOCs together pass bankruptcy). The book did not absorb the IOC: the fund takes the 5 "
+        "AAPL left at the mark 90.00 with the collateral of −15.643985 and pays 4.50 of it; ADL collects "
+        "the other 11.143985 from the AAPL shorts in ranking order, closing at 90.00: CAROL (uPnL/equity "
+        "30/69.97) closes 3 and pays ⌈11.143985 × 3/5⌉ = 6.686391, BOB (70/10,069.90) closes 2 and pays "
+        "the rest, 4.457594.",
+        [
+            [OracleUpdate(market=0, price=Decimal(100), ts_ns=_s(1)),
+             OracleUpdate(market=1, price=Decimal(100), ts_ns=_s(1)),
+             Deposit(account=ALICE, amount=Decimal("142.455")), Deposit(account=BOB, amount=Decimal(10_000)),
+             Deposit(account=CAROL, amount=Decimal(40)), Deposit(account=DAVE, amount=Decimal(10_000))],
+            [ask(BOB, "3", "100.00", ts_ns=_s(1)), bid(ALICE, "3", "100.00", tif="ioc", ts_ns=_s(1)),
+             ask(CAROL, "3", "100.00", market=1, ts_ns=_s(1)), ask(BOB, "7", "100.00", market=1, ts_ns=_s(1)),
+             bid(ALICE, "10", "100.00", market=1, tif="ioc", ts_ns=_s(1))],
+            [OracleUpdate(market=1, price=Decimal(93), ts_ns=_s(2)),
+             bid(DAVE, "3", "91.00", ts_ns=_s(2)), bid(DAVE, "5", "84.82", market=1, ts_ns=_s(2))],
+            [OracleUpdate(market=1, price=Decimal(90), ts_ns=_s(3))],
+        ],
+        [NVDA_WIDE, AAPL_WIDE],
+        RISK,
+    ),
+    "reduce_only_flip": (
+        "ALICE buys 2 from BOB at 100.00. A reduce-only sell of 5 at 101.00 would flip her long to "
+        "short 3, so it is resized to her position, 2; a second one of 1 at 101.50 keeps its size. "
+        "She sells 3 to CAROL's bid at 99.50 with an ordinary IOC: her position flips to short 1 and, "
+        "after the taker, both reduce-only sells are cancelled (REDUCE_ONLY), in oid order. A "
+        "reduce-only buy of 4 at 99.00 is resized to 1. Her ordinary bid of 1 at 99.80 is filled by "
+        "BOB's IOC: the position closes through a maker fill, and her reduce-only buy is cancelled "
+        "after BOB's taker.",
+        [
+            [OracleUpdate(market=0, price=Decimal(100), ts_ns=_s(1)),
+             Deposit(account=ALICE, amount=Decimal(10_000)), Deposit(account=BOB, amount=Decimal(10_000)),
+             Deposit(account=CAROL, amount=Decimal(10_000))],
+            [ask(BOB, "2", "100.00"), bid(ALICE, "2", "100.00", tif="ioc")],
+            [ask(ALICE, "5", "101.00", reduce_only=True), ask(ALICE, "1", "101.50", reduce_only=True)],
+            [bid(CAROL, "3", "99.50"), ask(ALICE, "3", "99.50", tif="ioc")],
+            [bid(ALICE, "4", "99.00", reduce_only=True)],
+            [bid(ALICE, "1", "99.80"), ask(BOB, "1", "99.80", tif="ioc")],
+        ],
+        [NVDA],
         RISK,
     ),
     "funding_over_a_day": (
@@ -265,6 +317,52 @@ def test_partial_liquidation_transcript_sends_a_fifth_then_waits_30_s():
     sent = [[(e.size_lots, e.amount) for e in step.events if e.__struct_config__.tag == "liquidation" and e.step == 1]
             for step in steps[3:]]
     assert sent == [[(4 * SHARE, 4 * SHARE)], [], [], [(3_200, 3_200)]]  # 20% of 20, nothing twice, 20% of 16
+
+
+def test_gap_transcript_runs_book_backstop_and_adl_in_one_liquidation():
+    steps = load("gap_bankrupts_trader").steps
+    last = steps[-1].events
+    liq = [(e.step, e.market, e.account, e.price_ticks, e.size_lots, e.amount) for e in last
+           if e.__struct_config__.tag == "liquidation"]
+    # at 90, ALICE: 142.455 − taker fees 0.105 + 0.35 − 10 × 10.00 = 42.00; MM 5% × (300 + 900) = 60
+    # NVDA: 10000 − ⌊1.5 × 18_000_000 / (3000 × 10)⌋ = 9100, all 3 filled; fee 1.5% × 300 = 4.50
+    # then 42 − 27 − ⌈273 × 0.035%⌉ − 4.5 = 10.40445 against MM 45:
+    # AAPL: 9000 − ⌊1.5 × 34_595_550 / (10_000 × 10)⌋ = 8482, 5 of 10 filled, no surplus for a fee:
+    # 10.40445 − 5 × 5.18 − ⌈424.10 × 0.035%⌉ = −15.643985, of which the fund pays its 4.50
+    # ADL: ⌈11_143_985 × 3/5⌉ = 6_686_391 from CAROL, the rest from BOB
+    assert liq == [
+        (LiquidationStep.BOOK, 0, ALICE, 9_100, 3 * SHARE, 3 * SHARE),
+        (LiquidationStep.FEE, 0, ALICE, 10_000, 0, 4_500_000),
+        (LiquidationStep.BOOK, 1, ALICE, 8_482, 10 * SHARE, 5 * SHARE),
+        (LiquidationStep.BACKSTOP, 1, ALICE, 9_000, 5 * SHARE, 0),
+        (LiquidationStep.COLLATERAL, -1, ALICE, 0, 0, -15_643_985),
+        (LiquidationStep.ADL, 1, CAROL, 9_000, -3 * SHARE, 6_686_391),
+        (LiquidationStep.ADL, 1, BOB, 9_000, -2 * SHARE, 4_457_594),
+    ]
+    fills = [(e.market, e.maker_account, e.price_ticks, e.size_lots) for e in last if e.__struct_config__.tag == "fill"]
+    assert fills == [(0, DAVE, 9_100, 3 * SHARE), (1, DAVE, 8_482, 5 * SHARE)]
+    assert 6_686_391 + 4_457_594 == 15_643_985 - 4_500_000  # ADL collects what the fund cannot cover
+
+    engine = ENGINES["reference"](*scenario("gap_bankrupts_trader")[2:])
+    for commands in scenario("gap_bankrupts_trader")[1]:
+        engine.apply(commands)
+        engine.check_invariants()  # conservation to the atom among them
+    assert engine.insurance_fund() == 0 and engine.collateral(ALICE) == 0
+    assert [engine.position(ALICE, m).size_lots for m in (0, 1)] == [0, 0]
+    assert all(engine.equity(a) >= 0 for a in (BOB, CAROL, DAVE))
+
+
+def test_reduce_only_transcript_resizes_and_cancels_on_the_flip_and_on_the_close():
+    steps = load("reduce_only_flip").steps
+    sizes = [[e.size_lots for e in steps[k].events if e.__struct_config__.tag == "accepted"] for k in (2, 4)]
+    assert sizes == [[2 * SHARE, SHARE], [SHARE]]  # 5 cut to the long 2; 4 cut to the short 1
+    cancels = [[(e.oid, e.size_lots, e.reason) for e in steps[k].events if e.__struct_config__.tag == "cancelled"]
+               for k in (3, 5)]
+    ro = CancelReason.REDUCE_ONLY
+    assert cancels == [[(oid(3, 1), 2 * SHARE, ro), (oid(4, 0), SHARE, ro)], [(oid(7, 0), SHARE, ro)]]
+    for k in (3, 5):  # after the taker is done
+        tags = [e.__struct_config__.tag for e in steps[k].events]
+        assert tags.index("cancelled") > tags.index("fill")
 
 
 def test_dark_transcript_reopens_by_steps_of_at_most_50_bps():
