@@ -12,8 +12,9 @@ same pass over the accounts holding a position in that market, without the work-
    the insurance fund would cover. A liquidation fee of ``liq_fee`` × the filled notional at the
    mark, rounded up, but never more than the equity left (the surplus), goes to the fund.
 3. **Backstop**: if equity is below 2/3 of MM, or still below MM after an IOC the book could not
-   fill in full, the insurance fund takes every position over at the mark, with what is left
-   of the collateral (negative when the account is bankrupt: the fund pays). Taking over at the
+   fill in full, or the book closed everything but left the collateral negative (the taker
+   fees of the IOCs can), the insurance fund takes every position over at the mark, with what
+   is left of the collateral (negative when the account is bankrupt: the fund pays). Taking over at the
    mark with the equity is the same transfer of value as taking over at the bankruptcy price.
 4. **Auto-deleveraging** (``engine.adl``): what the fund cannot cover of a bankruptcy is
    collected by closing the positions just taken against ranked opposite positions.
@@ -71,6 +72,24 @@ def below_two_thirds(eq, mm):
     if eq >= mm:
         return False
     return 3 * eq < 2 * mm
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def capped_fillable_price(size, chunk, mark, eq, mm, atl):
+    """The fillable price (``engine.liquidation.fillable_price_ticks``), moved toward the mark
+    so that the IOC's ``chunk`` lots cannot lose more than the account's equity at the mark:
+    ``distance = min(⌊1.5·gap / (|size|·atl)⌋, ⌊max(equity, 0) / (chunk·atl)⌋)`` ticks. With
+    one position the cap never binds (the book step starts at equity ≥ 2/3·MM, where
+    ``1.5·gap ≤ MM/2 < equity``); with several, an earlier IOC's loss would otherwise let the
+    next one fill past bankruptcy, paid by the fund and ADL."""
+    price = fillable_price_ticks(size, mark, eq, mm, atl)
+    room = eq if eq > 0 else 0
+    cap = room // (chunk * atl)
+    if size > 0 and mark - price > cap:
+        return mark - cap
+    if size < 0 and price - mark > cap:
+        return mark + cap
+    return price
 
 
 @njit(cache=True, _nrt=False)
@@ -131,7 +150,7 @@ def book_step(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ
         chunk = mag
         if position_notional(pos, mkt, a, m) > mkt[m]["liq_partial"]:
             chunk = ceil_div(mag, PARTIAL_DIVISOR)
-        price = fillable_price_ticks(size, mkt[m]["mark"], eq, mm, mkt[m]["atl"])
+        price = capped_fillable_price(size, chunk, mkt[m]["mark"], eq, mm, mkt[m]["atl"])
         if price < 1:
             price = 1
         if price > mkt[m]["max_price"]:
@@ -192,7 +211,8 @@ def liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ
                                 acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a)
         eq = equity_atoms(acc, pos, mkt, a)
         mm = total_mm(pos, mkt, a)
-    if acc[a]["npos"] > 0 and (below_two_thirds(eq, mm) or (eq < mm and not absorbed)):
+    if (acc[a]["npos"] > 0 and (below_two_thirds(eq, mm) or (eq < mm and not absorbed))) or \
+            (acc[a]["npos"] == 0 and acc[a]["collateral"] < 0):
         first = n
         n = backstop(ev, n, i, ts, mkt, ctr, acc, pos, a)
         n = auto_deleverage(ev, n, first, i, ts, mkt, ctr, acc, pos)

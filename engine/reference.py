@@ -869,7 +869,9 @@ class ReferenceEngine(ModeRules, TriggerRules):
         if not _below_two_thirds(equity, mm):
             absorbed = self._liquidate_on_book(a, ts)
             equity, mm = self._equity(a), self.maintenance_margin(a)
-        if self._account(a).npos > 0 and (_below_two_thirds(equity, mm) or (equity < mm and not absorbed)):
+        acct = self._account(a)
+        if (acct.npos > 0 and (_below_two_thirds(equity, mm) or (equity < mm and not absorbed))) or \
+                (acct.npos == 0 and acct.collateral < 0):
             taken, left = self._backstop(a)
             self._auto_deleverage(taken, left)
             self._cancel_stale_reduce_only()  # ADL closes bypass matching
@@ -889,6 +891,8 @@ class ReferenceEngine(ModeRules, TriggerRules):
                 chunk = _ceil_div(chunk, PARTIAL_DIVISOR)
             gap = min(max(mm - equity, 0), mm)
             distance = (3 * gap // 2) // (abs(p.size) * m.atoms_per_tick_lot)
+            # the chunk may not lose more than the equity left (several positions: docs/risk.md)
+            distance = min(distance, max(equity, 0) // (chunk * m.atoms_per_tick_lot))
             price = m.mark - distance if p.size > 0 else m.mark + distance
             price = min(max(price, 1), m.max_price)
             side = Side.SELL if p.size > 0 else Side.BUY

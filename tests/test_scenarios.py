@@ -162,20 +162,17 @@ SCENARIOS: dict[str, tuple] = {
         [NVDA_PARTIAL],
         RISK,
     ),
-    "gap_bankrupts_trader": (
-        "ALICE ($142.455) is long 3 NVDA (from BOB) and 10 AAPL (3 from CAROL, who has $40, and 7 "
-        "from BOB), all at 100.00, paying 0.455 of taker fees. AAPL's oracle falls to 93.00; DAVE bids "
-        "3 NVDA at 91.00 and 5 AAPL at 84.82. AAPL gaps to 90.00: the update finds ALICE at equity 42.00 "
-        "< MM 60.00, not below 2/3 of it (40.00), so the book step runs, market by market. NVDA: an "
-        "IOC of all 3 at the fillable price 100.00 − 1.5 × 18.00 / 3 = 91.00 fills DAVE's bid, and the "
-        "fee of 4.50 goes to the fund; equity is now 10.40445 against MM 45.00. AAPL: an IOC of all 10 "
-        "at 90.00 − 1.5 × 34.59555 / 10 = 84.81…, rounded up to the tick 84.82, fills DAVE's 5 and "
-        "leaves her at −15.643985 (each fillable price is bounded by the whole account's shortfall, so "
-        "the two IOCs together pass bankruptcy). The book did not absorb the IOC: the fund takes the 5 "
-        "AAPL left at the mark 90.00 with the collateral of −15.643985 and pays 4.50 of it; ADL collects "
-        "the other 11.143985 from the AAPL shorts in ranking order, closing at 90.00: CAROL (uPnL/equity "
-        "30/69.97) closes 3 and pays ⌈11.143985 × 3/5⌉ = 6.686391, BOB (70/10,069.90) closes 2 and pays "
-        "the rest, 4.457594.",
+    "book_step_stops_at_bankruptcy": (
+        "ALICE ($142.455) is long 3 NVDA (from BOB) and 10 AAPL (3 from CAROL and 7 from BOB), all at "
+        "100.00, paying 0.455 of taker fees. AAPL's oracle falls to 93.00; DAVE bids 3 NVDA at 91.00 and "
+        "5 AAPL at 84.82. AAPL gaps to 90.00: the update finds ALICE at equity 42.00 < MM 60.00, not "
+        "below 2/3 of it (40.00), so the book step runs, market by market. NVDA: an IOC of all 3 at the "
+        "fillable price 100.00 − 1.5 × 18.00 / 3 = 91.00 fills DAVE's bid, and the fee of 4.50 goes to "
+        "the fund; equity is now 10.40445 against MM 45.00. AAPL: the shortfall alone would allow "
+        "90.00 − 1.5 × 34.59555 / 10 = 84.82, but the 10 lots may not lose more than the 10.40445 of "
+        "equity left: the limit is 90.00 − 1.04 = 88.96, DAVE's bid is below it and nothing fills. The "
+        "fund takes the 10 AAPL at the mark 90.00 with the collateral left, 10.40445: nobody went "
+        "bankrupt, so no ADL.",
         [
             [OracleUpdate(market=0, price=Decimal(100), ts_ns=_s(1)),
              OracleUpdate(market=1, price=Decimal(100), ts_ns=_s(1)),
@@ -189,6 +186,27 @@ SCENARIOS: dict[str, tuple] = {
             [OracleUpdate(market=1, price=Decimal(90), ts_ns=_s(3))],
         ],
         [NVDA_WIDE, AAPL_WIDE],
+        RISK,
+    ),
+    "gap_bankrupts_trader": (
+        "ALICE is long 20 at 100.00 with $250 against CAROL's short. The oracle falls to 93.00 and BOB "
+        "bids 5 at 90.90; at 91.00 the update finds ALICE below maintenance (equity 69.30 < MM 91.00, "
+        "above 2/3 of it): the book step sells 20% (4) at the fillable 89.38, filled at 90.90, with "
+        "the liquidation fee of 5.46 to the fund; she is still below (63.31274 < 72.80) and cools down "
+        "for 30 s. One second later the oracle gaps to 70.00: her 16 left lose 336, equity −272.68726 "
+        "is below 2/3 of MM, so the fund takes the 16 at the mark at once (BACKSTOP) with the negative "
+        "collateral (COLLATERAL); the fund's 5.46 covers part, and auto-deleveraging collects the other "
+        "267.22726 from CAROL, the only short, who closes 16 at 70.00 against the fund.",
+        [
+            [OracleUpdate(market=0, price=Decimal(100), ts_ns=_s(1)),
+             Deposit(account=ALICE, amount=Decimal(250)), Deposit(account=BOB, amount=Decimal(100_000)),
+             Deposit(account=CAROL, amount=Decimal(100_000))],
+            [ask(CAROL, "20", "100.00", ts_ns=_s(1)), bid(ALICE, "20", "100.00", ts_ns=_s(1))],
+            [OracleUpdate(market=0, price=Decimal(93), ts_ns=_s(2)), bid(BOB, "5", "90.90", ts_ns=_s(2))],
+            [OracleUpdate(market=0, price=Decimal(91), ts_ns=_s(2))],
+            [OracleUpdate(market=0, price=Decimal(70), ts_ns=_s(3))],
+        ],
+        [NVDA_PARTIAL],
         RISK,
     ),
     "reduce_only_flip": (
@@ -319,37 +337,48 @@ def test_partial_liquidation_transcript_sends_a_fifth_then_waits_30_s():
     assert sent == [[(4 * SHARE, 4 * SHARE)], [], [], [(3_200, 3_200)]]  # 20% of 20, nothing twice, 20% of 16
 
 
-def test_gap_transcript_runs_book_backstop_and_adl_in_one_liquidation():
-    steps = load("gap_bankrupts_trader").steps
+def test_a_book_step_over_two_positions_stops_at_bankruptcy():
+    steps = load("book_step_stops_at_bankruptcy").steps
     last = steps[-1].events
     liq = [(e.step, e.market, e.account, e.price_ticks, e.size_lots, e.amount) for e in last
            if e.__struct_config__.tag == "liquidation"]
     # at 90, ALICE: 142.455 − taker fees 0.105 + 0.35 − 10 × 10.00 = 42.00; MM 5% × (300 + 900) = 60
     # NVDA: 10000 − ⌊1.5 × 18_000_000 / (3000 × 10)⌋ = 9100, all 3 filled; fee 1.5% × 300 = 4.50
     # then 42 − 27 − ⌈273 × 0.035%⌉ − 4.5 = 10.40445 against MM 45:
-    # AAPL: 9000 − ⌊1.5 × 34_595_550 / (10_000 × 10)⌋ = 8482, 5 of 10 filled, no surplus for a fee:
-    # 10.40445 − 5 × 5.18 − ⌈424.10 × 0.035%⌉ = −15.643985, of which the fund pays its 4.50
-    # ADL: ⌈11_143_985 × 3/5⌉ = 6_686_391 from CAROL, the rest from BOB
+    # AAPL: min(⌊1.5 × 34_595_550 / (10_000 × 10)⌋, ⌊10_404_450 / (10_000 × 10)⌋) = min(518, 104) ticks
     assert liq == [
         (LiquidationStep.BOOK, 0, ALICE, 9_100, 3 * SHARE, 3 * SHARE),
         (LiquidationStep.FEE, 0, ALICE, 10_000, 0, 4_500_000),
-        (LiquidationStep.BOOK, 1, ALICE, 8_482, 10 * SHARE, 5 * SHARE),
-        (LiquidationStep.BACKSTOP, 1, ALICE, 9_000, 5 * SHARE, 0),
-        (LiquidationStep.COLLATERAL, -1, ALICE, 0, 0, -15_643_985),
-        (LiquidationStep.ADL, 1, CAROL, 9_000, -3 * SHARE, 6_686_391),
-        (LiquidationStep.ADL, 1, BOB, 9_000, -2 * SHARE, 4_457_594),
+        (LiquidationStep.BOOK, 1, ALICE, 8_896, 10 * SHARE, 0),
+        (LiquidationStep.BACKSTOP, 1, ALICE, 9_000, 10 * SHARE, 0),
+        (LiquidationStep.COLLATERAL, -1, ALICE, 0, 0, 10_404_450),
     ]
     fills = [(e.market, e.maker_account, e.price_ticks, e.size_lots) for e in last if e.__struct_config__.tag == "fill"]
-    assert fills == [(0, DAVE, 9_100, 3 * SHARE), (1, DAVE, 8_482, 5 * SHARE)]
-    assert 6_686_391 + 4_457_594 == 15_643_985 - 4_500_000  # ADL collects what the fund cannot cover
+    assert fills == [(0, DAVE, 9_100, 3 * SHARE)]
+
+
+def test_gap_transcript_runs_book_then_backstop_and_adl():
+    steps = load("gap_bankrupts_trader").steps
+
+    def liq(k):
+        return [(e.step, e.account, e.price_ticks, e.size_lots, e.amount) for e in steps[k].events
+                if e.__struct_config__.tag == "liquidation"]
+
+    # at 91: equity 250 − 0.70 − 20 × 9 = 69.30, MM 5% × 1820 = 91.00; 20% = 4 at
+    # 9100 − ⌊1.5 × 21_700_000 / (20_000 × 10)⌋ = 8938, filled at 90.90; fee 1.5% × 364 = 5.46
+    assert liq(3) == [(LiquidationStep.BOOK, ALICE, 8_938, 4 * SHARE, 4 * SHARE),
+                      (LiquidationStep.FEE, ALICE, 9_100, 0, 5_460_000)]
+    # at 70: 69.30 − 0.40 − ⌈363.60 × 0.035%⌉ − 5.46 − 16 × 21 = −272.68726; the fund holds 5.46
+    assert liq(4) == [(LiquidationStep.BACKSTOP, ALICE, 7_000, 16 * SHARE, 0),
+                      (LiquidationStep.COLLATERAL, ALICE, 0, 0, -272_687_260),
+                      (LiquidationStep.ADL, CAROL, 7_000, -16 * SHARE, 272_687_260 - 5_460_000)]
 
     engine = ENGINES["reference"](*scenario("gap_bankrupts_trader")[2:])
     for commands in scenario("gap_bankrupts_trader")[1]:
         engine.apply(commands)
         engine.check_invariants()  # conservation to the atom among them
     assert engine.insurance_fund() == 0 and engine.collateral(ALICE) == 0
-    assert [engine.position(ALICE, m).size_lots for m in (0, 1)] == [0, 0]
-    assert all(engine.equity(a) >= 0 for a in (BOB, CAROL, DAVE))
+    assert engine.position(ALICE, 0).size_lots == 0 and engine.position(CAROL, 0).size_lots == -4 * SHARE
 
 
 def test_reduce_only_transcript_resizes_and_cancels_on_the_flip_and_on_the_close():
