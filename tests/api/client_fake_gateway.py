@@ -84,6 +84,9 @@ class FakeGateway:
         self.logons = 0
         self.silenced: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()  # hung connections
         self.connections = 0
+        self.market_info: dict[str, p.MarketInfo] = {}
+        self.market_subscribers: dict[str, set[web.WebSocketResponse]] = {}
+        self.posts: list[p.Post] = []
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -149,6 +152,12 @@ class FakeGateway:
     async def on_subscription(self, ws, msg, sub) -> None:
         method = "subscribe" if isinstance(msg, p.Subscribe) else "unsubscribe"
         await self.send(ws, p.SubscriptionResponsePush(p.SubscriptionAck(method, sub)))
+        if isinstance(sub, p.MarketSub):
+            self.market_subscribers.setdefault(sub.market, set()).add(ws)
+            if sub.market in self.market_info:
+                await self.send(ws, p.MarketPush(self.market_info[sub.market]))
+        if isinstance(sub, p.PositionsSub):
+            await self.send(ws, p.PositionsPush(p.Positions(ACCOUNT, 0, True, [])))
         if not isinstance(sub, p.L2DeltaSub):
             return
         subs = self.subscribers.setdefault(sub.market, set())
@@ -157,6 +166,19 @@ class FakeGateway:
             await self.send(ws, p.L2DeltaPush(self.book(sub.market).snapshot()))
         else:
             subs.discard(ws)
+
+    async def set_market(self, market: str, mark: str, mode: str = "external") -> None:
+        """Publish a ``market`` push with this mark and mode."""
+        info = p.MarketInfo(market, 0, now_ms(), mode, "regular", mark, mark, mark, None, "0", None, 0, "0")
+        self.market_info[market] = info
+        for ws in list(self.market_subscribers.get(market, ())):
+            await self.send(ws, p.MarketPush(info))
+
+    def resting(self, market: str) -> list[tuple[str, Decimal, Decimal]]:
+        """The orders resting in the market: (side, price, size), bids high to low then asks."""
+        orders = self.book(market).orders.values()
+        bids = sorted((o for o in orders if o[0] == "buy"), key=lambda o: -o[1])
+        return bids + sorted((o for o in orders if o[0] == "sell"), key=lambda o: o[1])
 
     async def publish(self, delta: p.L2Delta) -> None:
         for ws in list(self.subscribers.get(delta.market, ())):
@@ -170,6 +192,7 @@ class FakeGateway:
         if REFUSED_MARKET in markets:
             await self.send(ws, p.post_error(post.id, GatewayCode.WRITES_SUSPENDED, "test"))
             return
+        self.posts.append(post)
         await asyncio.sleep(0.001 * (post.id % 3))  # answers come back out of order
         statuses = []
         for item in items:
@@ -179,6 +202,8 @@ class FakeGateway:
     async def apply(self, item) -> p.ActionStatus:
         book = self.book(item.market)
         match item:
+            case p.Place(orderType="market"):
+                return p.Filled(next(self.oids), item.size, self.market_info[item.market].mark, item.cloid)
             case p.Place():
                 oid = next(self.oids)
                 order = (item.side, Decimal(item.price), Decimal(item.size))
@@ -187,4 +212,8 @@ class FakeGateway:
             case p.Cancel(oid=oid) if oid in book.orders:
                 await self.publish(book.change(lambda: book.orders.pop(oid)))
                 return p.Cancelled(oid)
+            case p.CancelAll():
+                oids = list(book.orders)
+                await self.publish(book.change(book.orders.clear))
+                return p.CancelledAll(len(oids))
         return p.rejected(Reject.UNKNOWN_ORDER)
