@@ -364,7 +364,7 @@ class Client:
         """The market's local book from ``l2Delta``, synced (subscribes if needed)."""
         book = self._books.get(market)
         if book is None:
-            book = self._books[market] = LocalBook(market, self._resync_book)
+            book = self._books[market] = LocalBook(market, self._resync_book, self.cfg.ack_timeout_s)
             await self.subscribe(p.L2DeltaSub(market))
         await book.wait_synced(timeout or self.cfg.ack_timeout_s)
         return book

@@ -20,6 +20,8 @@ Known limitations
 -----------------
 * Resyncs are not rate-limited beyond one in flight per book: a server that published
   a wrong checksum every time would make the client resubscribe after every delta.
+* A lost *last* delta shows only when the next one arrives: the feed has no heartbeat
+  sequence number, so a quiet market can show a stale book until it changes.
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ class ResyncRecord(msgspec.Struct, frozen=True):
 class LocalBook:
     """One market's book as the client keeps it; read it with ``bids()``/``asks()``."""
 
-    def __init__(self, market: str, resubscribe: Callable[[str], Awaitable[None]]):
+    def __init__(self, market: str, resubscribe: Callable[[str], Awaitable[None]], resync_timeout_s: float = 10.0):
         self.market = market
+        self.resync_timeout_s = resync_timeout_s
         self._book = L2Book(market)
         self._resubscribe = resubscribe
         self._synced = asyncio.Event()
@@ -114,7 +117,17 @@ class LocalBook:
         self._synced.clear()
         self.resyncs.append(ResyncRecord(kind, detail))
         if self._resync_task is None or self._resync_task.done():
-            self._resync_task = asyncio.get_running_loop().create_task(self._resubscribe(self.market))
+            self._resync_task = asyncio.get_running_loop().create_task(self._resync())
+
+    async def _resync(self) -> None:
+        """Resubscribe until a snapshot comes (a lost snapshot is asked for again)."""
+        while not self.synced:
+            await self._resubscribe(self.market)
+            try:
+                await asyncio.wait_for(self._synced.wait(), self.resync_timeout_s)
+            except asyncio.TimeoutError:
+                self.resyncs.append(ResyncRecord("timeout", f"{self.market}: no snapshot within "
+                                                            f"{self.resync_timeout_s} s; asking again"))
 
     async def aclose(self) -> None:
         task, self._resync_task = self._resync_task, None

@@ -182,8 +182,9 @@ class MarketMaker:
         self.refreshes += 1
 
     async def _pull(self) -> None:
-        """Leave nothing resting when stopped (best effort: the connection may be gone)."""
-        if self.resting and self.client.connected.is_set():
+        """Leave nothing resting when stopped (best effort: the connection may be gone). A
+        cancel-all, since a refresh cut short may have placed quotes it never heard of."""
+        if self.client.connected.is_set():
             try:
                 await self.client.cancel_all(self.params.market)
             except ClientError:

@@ -139,7 +139,7 @@ class FakeGateway:
                         if session is None:
                             await self.send(ws, p.post_error(msg.id, GatewayCode.SIGNATURE_REQUIRED))
                         else:
-                            asyncio.get_running_loop().create_task(self.on_post(ws, msg))
+                            await self.on_post(ws, msg)
         finally:
             for subs in self.subscribers.values():
                 subs.discard(ws)
@@ -193,11 +193,14 @@ class FakeGateway:
             await self.send(ws, p.post_error(post.id, GatewayCode.WRITES_SUSPENDED, "test"))
             return
         self.posts.append(post)
-        await asyncio.sleep(0.001 * (post.id % 3))  # answers come back out of order
-        statuses = []
-        for item in items:
-            statuses.append(await self.apply(item))
-        await self.send(ws, p.PostPush(p.PostResult(post.id, p.PostOk(next(self.oids), statuses))))
+        statuses = [await self.apply(item) for item in items]  # applied in arrival order
+        answer = p.PostPush(p.PostResult(post.id, p.PostOk(next(self.oids), statuses)))
+
+        async def answer_later() -> None:  # answers come back out of order
+            await asyncio.sleep(0.001 * (post.id % 3))
+            await self.send(ws, answer)
+
+        asyncio.get_running_loop().create_task(answer_later())
 
     async def apply(self, item) -> p.ActionStatus:
         book = self.book(item.market)

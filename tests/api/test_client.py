@@ -250,3 +250,23 @@ async def test_heartbeat_pings_and_a_silent_server_is_left_for_a_new_connection(
         await eventually(lambda: gateway.pings >= 3)
         gateway.silence_all()
         await eventually(lambda: client.connections >= 2 and client.connected.is_set())
+
+
+@pytest.mark.asyncio
+async def test_a_lost_resync_snapshot_is_asked_for_again(gateway):
+    cfg = ClientConfig(gateway.url, **{**FAST, "ack_timeout_s": 0.2})
+    async with Client(cfg, gateway.signer) as client:
+        book = await client.book("NVDA")
+        dropped = []
+
+        def lose_the_first_gap_and_its_snapshot(push):
+            if isinstance(push, p.L2DeltaPush) and len(dropped) < 2 and (push.data.snapshot or not dropped):
+                dropped.append(push.data.snapshot)
+                return None
+            return push
+
+        client.push_filter = lose_the_first_gap_and_its_snapshot
+        await trade_some(client, "NVDA", 6, seed=8)
+        await eventually(lambda: local_view(book) == server_view(gateway, "NVDA"))
+        assert dropped == [False, True]
+        assert [r.kind for r in book.resyncs] == ["SequenceGap", "timeout"]
