@@ -98,14 +98,55 @@ def echo_app() -> web.Application:
     return app
 
 
+BENCH_ACCOUNT = 1
+BENCH_LIMITS = dict(messages_per_s=10_000_000, messages_burst=10_000_000, orders_per_s=10_000_000,
+                    orders_burst=10_000_000, cancels_per_s=10_000_000, cancels_burst=10_000_000,
+                    connects_per_ip_per_s=100_000, connects_per_ip_burst=100_000)
+
+
 async def node_server(workdir: str) -> tuple[web.Application, dict]:
-    """A real node's gateway app and what the generators need to use it (signer, network,
-    market, a far price). Raises ``NotImplementedError`` while the gateway is absent."""
+    """A real node's gateway app over a journaled, fsyncing sequencer, and what the
+    generators need (signer, network, market, a price above the book inside the band).
+
+    One market (NVDA, tick 0.01, lot 0.001, oracle 100.00), margin checks on, one account
+    with $100M. The per-connection and per-key rate limits are raised (``BENCH_LIMITS``):
+    at the defaults (50 messages/s a connection) the figures would measure the limiter.
+    Raises ``NotImplementedError`` while the gateway is absent from the tree."""
     try:
-        from api import gateway  # noqa: F401
+        from api.gateway import GatewayConfig, create_app
+        from api.nonce_log import NonceLog
+        from api.ratelimit import Limits
+        from api.sequencer import Sequencer
     except ImportError as exc:
         raise NotImplementedError(f"no gateway in this tree ({exc})") from None
-    raise NotImplementedError("the node adapter is not written yet")
+    from decimal import Decimal
+
+    from api.auth import KeyStore, NonceStore
+    from engine.commands import Deposit, OracleUpdate
+    from engine.engine import Engine
+    from engine.journal import JournaledEngine
+    from engine.spec import EngineConfig, MarketSpec
+
+    spec = MarketSpec(market_id=0, symbol=MARKET, tick_size=Decimal("0.01"), lot_size=Decimal("0.001"),
+                      max_order_lots=10_000_000, ladder_levels=4096)
+    config = EngineConfig(max_orders=1 << 18, max_accounts=16, risk=True, modes=True)
+    setup = [OracleUpdate(market=0, price=Decimal("100.00")), Deposit(account=BENCH_ACCOUNT, amount=Decimal(10**8))]
+    await asyncio.to_thread(lambda: Engine([spec], config).apply(setup))  # compile (or load) the kernels first
+    journaled = await asyncio.to_thread(JournaledEngine.open, os.path.join(workdir, "journal"), [spec], config)
+    nonce_log = NonceLog.open(workdir)
+    sequencer = Sequencer(journaled, clock_ns=time.time_ns, tick_interval_s=None, nonce_log=nonce_log)
+    await sequencer.start()
+    await sequencer.submit_many(setup)
+    keys = KeyStore()
+    signer = keys.create_ed25519(BENCH_ACCOUNT, ("read", "trade"), key_id="bench")
+    app = create_app(sequencer, keys, NonceStore.load(nonce_log.state()), [spec], Limits(**BENCH_LIMITS),
+                     config=GatewayConfig(network="local"))
+
+    async def stop_sequencer(_app: web.Application) -> None:
+        await sequencer.stop()
+
+    app.on_cleanup.append(stop_sequencer)
+    return app, {"signer": signer.export(), "network": "local", "market": MARKET, "price": "109.00", "size": "1"}
 
 
 def serve(kind: str, conn, workdir: str) -> None:
@@ -151,11 +192,28 @@ class Server:
             self.proc.kill()
 
 
+_last_nonce = 0
+_next_conn = 0  # connections are numbered across the run, so no two orders share a cloid
+
+
+def nonce_block(n: int) -> int:
+    """The first of ``n`` logon nonces no one has used: increasing across the whole run (the
+    node refuses a nonce below one it evicted) and 25 s behind the clock, inside its window."""
+    global _last_nonce
+    base = max(int(time.time() * 1000) - 25_000, _last_nonce + 1)
+    _last_nonce = base + n
+    return base
+
+
 def run_tasks(ctx, tasks: list[dict], seconds: float) -> list[dict]:
     """Start one generator process per task; once all are connected, give them a common
     start time; collect their results."""
     pipes, procs = [], []
     for task in tasks:
+        global _next_conn
+        n = task.get("connections", 1)
+        task = {**task, "nonce_base": nonce_block(n), "conn_base": _next_conn}
+        _next_conn += n
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=generate, args=({**task, "seconds": seconds}, child), daemon=True)
         proc.start()
@@ -207,14 +265,14 @@ def split(total: int, parts: int) -> list[int]:
 
 
 def closed_loop(ctx, base: dict, args, *, batch: int, depth: int) -> dict:
-    tasks = [{**base, "kind": "roundtrip", "connections": n, "conn_base": 1000 * i, "batch": batch, "depth": depth,
-              "nonce_offset": 1000 * i} for i, n in enumerate(split(args.connections, args.procs))]
+    tasks = [{**base, "kind": "roundtrip", "connections": n, "batch": batch, "depth": depth}
+             for n in split(args.connections, args.procs)]
     return merged(run_tasks(ctx, tasks, args.seconds), args.seconds)
 
 
 def open_loop(ctx, base: dict, args, rate: int) -> dict:
-    tasks = [{**base, "kind": "rate", "connections": n, "conn_base": 1000 * i, "rate": rate / args.procs,
-              "nonce_offset": 1000 * i} for i, n in enumerate(split(args.connections, args.procs))]
+    parts = split(args.connections, args.procs)
+    tasks = [{**base, "kind": "rate", "connections": n, "rate": rate / len(parts)} for n in parts]
     out = merged(run_tasks(ctx, tasks, args.seconds), args.seconds)
     out["rate"] = rate
     return out
@@ -224,8 +282,7 @@ def fan_out(ctx, base: dict, args, stuck: bool) -> dict:
     sub = {"type": "l2Delta", "market": base["market"]}
     tasks = [{**base, "kind": "subscribe", "connections": n, "subscription": sub, "signer": None}
              for n in split(args.subscribers, args.procs)]
-    tasks.append({**base, "kind": "drive", "connections": 1, "depth": args.drive_depth, "conn_base": 9000,
-                  "nonce_offset": 9000})
+    tasks.append({**base, "kind": "drive", "connections": 1, "depth": args.drive_depth})
     if stuck:
         tasks.append({**base, "kind": "stuck", "connections": 1, "subscription": sub, "signer": None})
     results = run_tasks(ctx, tasks, args.seconds)

@@ -81,7 +81,7 @@ async def _open(session: aiohttp.ClientSession, task: dict, conn_index: int) -> 
     signer_text = task.get("signer")
     if signer_text:
         signer = Signer.parse(signer_text)
-        nonce = int(time.time() * 1000) + task.get("nonce_offset", 0) + conn_index
+        nonce = task["nonce_base"] + conn_index
         await ws.send_str(p.encode(signer.logon(task["network"], nonce)).decode())
         while True:
             head = _head((await ws.receive()).data)
