@@ -213,10 +213,12 @@ class Client:
             try:
                 await self._run_connection()
                 delays = backoff_delays(self.cfg, self._rng)  # it worked: start the schedule afresh
-            except (aiohttp.ClientError, ClientError, asyncio.TimeoutError, OSError) as exc:
+            except Exception as exc:  # any failure of one connection: the next one starts afresh
                 if self.connections == 0 and not self.cfg.reconnect:
                     raise
-                log.info("connection to %s failed: %s", self.cfg.url, exc)
+                known = (aiohttp.ClientError, ClientError, asyncio.TimeoutError, OSError)
+                log.log(logging.INFO if isinstance(exc, known) else logging.ERROR,
+                        "connection to %s failed: %s", self.cfg.url, exc, exc_info=not isinstance(exc, known))
                 if self.connections == 0 and self._first_error is None:
                     self._first_error = exc
             if self._closing or not self.cfg.reconnect:
@@ -285,6 +287,13 @@ class Client:
         self.account = ok.account
         return ok
 
+    async def _wait_connected(self) -> None:
+        if not self.connected.is_set():
+            try:
+                await asyncio.wait_for(self.connected.wait(), self.cfg.ack_timeout_s)
+            except asyncio.TimeoutError:
+                raise NotConnected(f"not connected to {self.cfg.url} within {self.cfg.ack_timeout_s} s") from None
+
     def _next_nonce(self) -> int:
         """The wall clock in ms, strictly increasing (two logons in one ms get two nonces)."""
         self._last_nonce = max(int(time.time() * 1000), self._last_nonce + 1)
@@ -299,8 +308,7 @@ class Client:
     async def post(self, action: p.Action) -> p.PostOk:
         """Send one action and await its answer: ``PostOk`` (one status per action) or
         ``PostRefused`` raised."""
-        if not self.connected.is_set():
-            await asyncio.wait_for(self.connected.wait(), self.cfg.ack_timeout_s)
+        await self._wait_connected()
         async with self._in_flight:
             post_id = next(self._ids)
             fut = asyncio.get_running_loop().create_future()
@@ -343,11 +351,19 @@ class Client:
     # ----------------------------------------------------------- subscriptions
 
     async def subscribe(self, sub: p.Subscription) -> None:
-        """Subscribe and await the server's confirmation; the subscription is kept across
-        reconnections. Subscribing twice is harmless."""
+        """Subscribe and await the server's confirmation (``RequestFailed`` if refused). The
+        subscription is kept across reconnections: while disconnected, or if the connection
+        drops before the answer, it returns and the next connection sends it. Subscribing
+        twice is harmless."""
         self._subscriptions[sub] = None
         if self.connected.is_set():
-            await self._send_subscription(sub, subscribe=True)
+            try:
+                await self._send_subscription(sub, subscribe=True)
+            except (NotConnected, ConnectionLost):
+                pass
+            except RequestFailed:
+                self._subscriptions.pop(sub, None)
+                raise
 
     async def unsubscribe(self, sub: p.Subscription) -> None:
         self._subscriptions.pop(sub, None)
