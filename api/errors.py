@@ -82,6 +82,7 @@ class GatewayCode(IntEnum):
     CONNECTION_TOO_OLD = 5209
     IP_CONNECT_RATE = 5210
     IP_REQUEST_RATE = 5211
+    TOO_MANY_CONNECTIONS = 5212
     # 59xx: the node
     WRITES_SUSPENDED = 5901
     SHUTTING_DOWN = 5902
@@ -100,7 +101,8 @@ GATEWAY_MESSAGES: dict[GatewayCode, str] = {
     GatewayCode.BAD_DECIMAL: "Prices and sizes must be decimal strings such as \"180.05\": digits with an optional "
     "'-' and fraction, no exponent, never a JSON number.",
     GatewayCode.BAD_VALUE: "A field's value is outside its allowed range or format.",
-    GatewayCode.UNKNOWN_ACTION: "The action 'type' must be one of place, cancel, cancelAll, amend or batch.",
+    GatewayCode.UNKNOWN_ACTION: "The action 'type' must be one of place, cancel, cancelAll, amend, batch, "
+    "trigger, cancelTrigger or scheduleCancel.",
     GatewayCode.UNKNOWN_CHANNEL: "The subscription 'type' must be a channel name: l2Book, l2Delta, trades, market, "
     "liquidations, orderUpdates, userFills, userFundings, positions or account.",
     GatewayCode.NOT_LOGGED_ON: "Private channels need a logged-on connection; send a signed logon first.",
@@ -134,6 +136,7 @@ GATEWAY_MESSAGES: dict[GatewayCode, str] = {
     GatewayCode.CONNECTION_TOO_OLD: "The connection reached its maximum age (24 hours by default); reconnect.",
     GatewayCode.IP_CONNECT_RATE: "Too many new connections from this address; retry after retryAfterMs.",
     GatewayCode.IP_REQUEST_RATE: "Too many REST requests from this address; retry after retryAfterMs.",
+    GatewayCode.TOO_MANY_CONNECTIONS: "The node holds the most websocket connections it may; retry after retryAfterMs.",
     GatewayCode.WRITES_SUSPENDED: "The node cannot persist new actions right now (disk full or fsync failure); "
     "nothing was done. Reads still work.",
     GatewayCode.SHUTTING_DOWN: "The node is shutting down; reconnect later.",

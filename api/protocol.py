@@ -32,8 +32,9 @@ Known limitations
   its canonical form for signing alike.
 * Mapping a msgspec validation error to a code reads msgspec's message text; the tests pin
   every mapping so a msgspec upgrade that rewords one shows up as a failure.
-* Reduce-only orders, triggers and the dead-man switch of mechanics.md §1 have no wire form
-  yet; they are additive fields and actions.
+* Reduce-only orders (``Place.reduceOnly``), trigger orders (``trigger``, ``cancelTrigger``)
+  and the dead-man switch (``scheduleCancel``) are single actions; a ``batch`` holds only
+  place, cancel and amend, as the engine's batch does.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class Place(msgspec.Struct, tag="place", tag_field="type", **_IN):
     stp: StpName = "expire_maker"
     cloid: ClientOrderId | None = None
     expiresAt: TimeMs | None = None
+    reduceOnly: bool = False
 
 
 class Cancel(msgspec.Struct, tag="cancel", tag_field="type", **_IN):
@@ -127,6 +129,38 @@ class Amend(msgspec.Struct, tag="amend", tag_field="type", **_IN):
     size: DecimalStr | None = None
 
 
+class PlaceTrigger(msgspec.Struct, tag="trigger", tag_field="type", **_IN):
+    """A stop or take-profit order waiting for ``triggerPrice`` (on the mark, or
+    ``triggerOn: "last"`` the last trade). A stop buys once the price is at or above it (sells
+    at or below); a take-profit the other way. When it fires, a market order (or, with
+    ``orderType: "limit"``, a GTC limit at ``price``) enters as a new order. No ``size``: a
+    position TP/SL for the whole position at trigger time, cancelled when the position closes."""
+
+    market: MarketSymbol
+    side: SideName
+    triggerPrice: DecimalStr
+    kind: Literal["stop", "take_profit"] = "stop"
+    orderType: Literal["market", "limit"] = "market"
+    price: DecimalStr | None = None
+    size: DecimalStr | None = None
+    triggerOn: Literal["mark", "last"] = "mark"
+
+
+class CancelTrigger(msgspec.Struct, tag="cancelTrigger", tag_field="type", **_IN):
+    """Cancel a live trigger order by the ``tid`` its placement returned."""
+
+    market: MarketSymbol
+    tid: WireInt
+
+
+class ScheduleCancel(msgspec.Struct, tag="scheduleCancel", tag_field="type", **_IN):
+    """The dead-man switch: at the first clock tick at or after ``at`` (ms) every open order
+    of the account is cancelled, unless a later scheduleCancel moves the deadline. ``at``
+    absent or 0 clears it."""
+
+    at: TimeMs | None = None
+
+
 BatchItem = Union[Place, Cancel, Amend]
 
 
@@ -136,7 +170,7 @@ class Batch(msgspec.Struct, tag="batch", tag_field="type", **_IN):
     actions: Annotated[list[BatchItem], msgspec.Meta(min_length=1, max_length=MAX_BATCH_ACTIONS)]
 
 
-Action = Union[Place, Cancel, CancelAll, Amend, Batch]
+Action = Union[Place, Cancel, CancelAll, Amend, Batch, PlaceTrigger, CancelTrigger, ScheduleCancel]
 
 # ------------------------------------------------------------------------ subscriptions
 
@@ -300,7 +334,24 @@ class Rejected(msgspec.Struct, tag="rejected", tag_field="status", **_OUT):
     msg: str
 
 
-ActionStatus = Union[Resting, Filled, Cancelled, Amended, CancelledAll, Rejected]
+class TriggerPlaced(msgspec.Struct, tag="triggerPlaced", tag_field="status", **_OUT):
+    """The trigger order waits; ``tid`` names it for ``cancelTrigger``."""
+
+    tid: WireInt
+
+
+class TriggerCancelled(msgspec.Struct, tag="triggerCancelled", tag_field="status", **_OUT):
+    tid: WireInt
+
+
+class Scheduled(msgspec.Struct, tag="scheduled", tag_field="status", **_OUT):
+    """The dead-man deadline now in force (ms), or null when it was cleared."""
+
+    at: TimeMs | None
+
+
+ActionStatus = Union[Resting, Filled, Cancelled, Amended, CancelledAll, Rejected, TriggerPlaced, TriggerCancelled,
+                     Scheduled]
 
 
 class PostOk(msgspec.Struct, tag="ok", tag_field="type", **_OUT):
@@ -661,6 +712,11 @@ def _decode(decoder: msgspec.json.Decoder, frame: bytes | str, max_bytes: int) -
         size = len(frame.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise ProtocolError(GatewayCode.MESSAGE_TOO_LARGE, f"{size} bytes; the limit is {max_bytes}")
+    if isinstance(frame, bytes) and not frame.isascii():
+        try:  # msgspec does not check the UTF-8 of string contents
+            frame.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(GatewayCode.INVALID_UTF8, f"byte {exc.start}") from None
     try:
         return decoder.decode(frame)
     except msgspec.ValidationError as exc:

@@ -32,6 +32,12 @@ CANCEL_NVDA_OID_7 = p.Cancel(market="NVDA", oid=7)
 CANCEL_ALL = p.CancelAll()
 AMEND_NVDA_CLOID = p.Amend(market="NVDA", cloid="c-1", size="0.5")
 BATCH_OF_THREE = p.Batch(actions=[PLACE_NVDA_BUY_1_AT_180, CANCEL_NVDA_OID_7, AMEND_NVDA_CLOID])
+PLACE_NVDA_REDUCE_ONLY = p.Place(market="NVDA", side="sell", size="1", price="181", reduceOnly=True)
+STOP_NVDA_SELL_AT_170 = p.PlaceTrigger(market="NVDA", side="sell", triggerPrice="170", size="1")
+TP_NVDA_POSITION_LIMIT = p.PlaceTrigger(market="NVDA", side="sell", triggerPrice="200", kind="take_profit",
+                                        orderType="limit", price="199.5", triggerOn="last")
+CANCEL_TRIGGER_3 = p.CancelTrigger(market="NVDA", tid=3)
+SCHEDULE_CANCEL = p.ScheduleCancel(at=1_700_000_060_000)
 
 SUBSCRIPTIONS = [
     p.L2BookSub(market="NVDA", depth=5), p.L2DeltaSub(market="NVDA"), p.TradesSub(market="NVDA"),
@@ -44,7 +50,8 @@ REQUESTS = [
     p.Unsubscribe(p.TradesSub(market="TSLA")),
     *(p.Post(id=n, action=a) for n, a in enumerate(
         [PLACE_NVDA_BUY_1_AT_180, PLACE_TSLA_MARKET_SELL, CANCEL_NVDA_OID_7, CANCEL_ALL, AMEND_NVDA_CLOID,
-         BATCH_OF_THREE])),
+         BATCH_OF_THREE, PLACE_NVDA_REDUCE_ONLY, STOP_NVDA_SELL_AT_170, TP_NVDA_POSITION_LIMIT, CANCEL_TRIGGER_3,
+         SCHEDULE_CANCEL, p.ScheduleCancel()])),
     p.Post(id=99, action=CANCEL_ALL, keyId="ak_1", nonce=1_700_000_000_000, expiresAfter=1_700_000_005_000,
            signature="ab" * 64),
     p.Logon(keyId="ak_1", nonce=1_700_000_000_000, signature="cd" * 64),
@@ -56,7 +63,8 @@ PUSHES = [
     p.PostPush(p.PostResult(1, p.PostOk(seq=10, statuses=[
         p.Resting(oid=1, cloid="c-1"), p.Filled(oid=2, filledSize="1", avgPrice="180.05"),
         p.Cancelled(oid=3, reason="ioc_remainder"), p.Amended(oid=4, price="180", size="1"),
-        p.CancelledAll(count=5), p.rejected(Reject.PRICE_OFF_TICK, "180.055")]))),
+        p.CancelledAll(count=5), p.rejected(Reject.PRICE_OFF_TICK, "180.055"), p.TriggerPlaced(tid=3),
+        p.TriggerCancelled(tid=3), p.Scheduled(at=1_700_000_060_000), p.Scheduled(at=None)]))),
     p.post_error(2, G.ORDER_RATE_LIMITED, retry_after_ms=20),
     p.PostPush(p.PostResult(3, p.PostError(code=-5107, msg="bad"))),
     p.SubscriptionResponsePush(p.SubscriptionAck("subscribe", p.L2DeltaSub(market="NVDA"))),
@@ -144,7 +152,8 @@ def test_pushes_are_channel_and_data_only():
     post = json.loads(p.encode(PUSHES[0]))
     assert post["channel"] == "post" and post["data"]["id"] == 1
     assert [s["status"] for s in post["data"]["response"]["statuses"]] == [
-        "resting", "filled", "cancelled", "amended", "cancelledAll", "rejected"]
+        "resting", "filled", "cancelled", "amended", "cancelledAll", "rejected", "triggerPlaced", "triggerCancelled",
+        "scheduled", "scheduled"]
 
 
 def test_errors_are_negative_codes_with_a_sentence_and_no_null_extras():
@@ -188,6 +197,8 @@ def test_format_decimal_never_writes_an_exponent_or_minus_zero():
 def test_action_tags_flatten_a_batch_in_order():
     assert p.action_tags(BATCH_OF_THREE) == ["place", "cancel", "amend"]
     assert p.action_tags(CANCEL_ALL) == ["cancelAll"]
+    assert p.action_tags(STOP_NVDA_SELL_AT_170) == ["trigger"]
+    assert p.action_tags(SCHEDULE_CANCEL) == ["scheduleCancel"]
 
 
 # ----------------------------------------------------------------- malformed input

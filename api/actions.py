@@ -1,0 +1,242 @@
+"""Wire actions to engine commands, and an engine command's events back to wire statuses.
+
+Layout
+------
+* ``Markets``: the node's market specs by wire symbol and by engine id, and the unit
+  conversions the wire needs (ticks, lots and atoms to decimal strings);
+* ``to_commands(action, account, markets)``: one wire ``Action`` -> engine command Structs
+  (a batch stays one engine ``Batch``); ``to_records`` then gives the journal records;
+* ``statuses(action, events, first_cmd, markets, cloids)``: the per-action statuses of a
+  post, in order, read from the events of its records.
+
+Invariants
+----------
+* Nothing is rounded on the way in: an off-tick price or off-lot size becomes the engine's
+  pre-reject with its own code (``engine.commands.to_records``); an unknown market symbol
+  becomes market id ``len(specs)``, which the engine rejects as ``UNKNOWN_MARKET`` in order.
+* Statuses are read only from events whose ``cmd`` is the action's own record, so orders a
+  trigger or a liquidation placed after the command never count as the action's fills.
+
+Known limitations
+-----------------
+* ``avgPrice`` is exact to six decimals beyond the tick (rounded half-even); the exact
+  figure is the fills' own prices on ``userFills``.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Sequence
+
+import numpy as np
+
+from api import protocol as p
+from engine import commands as ec
+from engine.codes import CancelReason, EventKind, Reject, TriggerStep
+from engine.spec import MarketSpec
+from engine.units import ATOMS_PER_USD
+
+NS_PER_MS = 1_000_000
+PPB = 1_000_000_000
+
+
+class Markets:
+    """The node's markets: ``spec(symbol)``, ``symbol(market_id)`` and the wire forms of
+    engine integers."""
+
+    def __init__(self, specs: Sequence[MarketSpec]):
+        self.specs = list(specs)
+        self.by_symbol = {spec.symbol: spec for spec in self.specs}
+
+    def id_of(self, symbol: str) -> int:
+        """The engine id, or ``len(specs)`` (an id the engine rejects) for an unknown symbol."""
+        spec = self.by_symbol.get(symbol)
+        return spec.market_id if spec is not None else len(self.specs)
+
+    def get(self, symbol: str) -> MarketSpec | None:
+        return self.by_symbol.get(symbol)
+
+    def symbol(self, market_id: int) -> str:
+        return self.specs[market_id].symbol
+
+    def price(self, market_id: int, ticks: int) -> str:
+        return p.format_decimal(self.specs[market_id].tick_size * int(ticks))
+
+    def size(self, market_id: int, lots: int) -> str:
+        return p.format_decimal(self.specs[market_id].lot_size * int(lots))
+
+    def avg_price(self, market_id: int, ticks_x_lots: int, lots: int) -> str | None:
+        if lots == 0:
+            return None
+        whole, rest = divmod(int(ticks_x_lots), int(lots))
+        if rest == 0:
+            return self.price(market_id, whole)
+        tick = self.specs[market_id].tick_size
+        exact = Decimal(int(ticks_x_lots)) / Decimal(int(lots)) * tick
+        return p.format_decimal(exact.quantize(tick.scaleb(-6), rounding=ROUND_HALF_EVEN))
+
+
+def usd(atoms: int) -> str:
+    """Atoms (1e-6 USD) as a decimal string, exact."""
+    return p.format_decimal(Decimal(int(atoms)).scaleb(-6).normalize())
+
+
+def rate(ppb: int) -> str:
+    """A rate in parts per billion as a decimal fraction, exact."""
+    return p.format_decimal(Decimal(int(ppb)).scaleb(-9).normalize())
+
+
+def ms_to_ns(ms: int | None) -> int:
+    return int(ms or 0) * NS_PER_MS
+
+
+def ns_to_ms(ns: int) -> int:
+    return int(ns) // NS_PER_MS
+
+
+# ------------------------------------------------------------------------ wire -> engine
+
+
+def _dec(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def _place(a: p.Place, account: int, markets: Markets) -> ec.Place:
+    return ec.Place(market=markets.id_of(a.market), account=account, side=a.side, size=Decimal(a.size),
+                    price=_dec(a.price), order_type=a.orderType, tif=a.tif, stp=a.stp, cloid=a.cloid,
+                    expires_at_ns=ms_to_ns(a.expiresAt), reduce_only=a.reduceOnly)
+
+
+def _item(a: p.BatchItem, account: int, markets: Markets) -> ec.Place | ec.Cancel | ec.Amend:
+    if isinstance(a, p.Place):
+        return _place(a, account, markets)
+    if isinstance(a, p.Cancel):
+        return ec.Cancel(market=markets.id_of(a.market), account=account, oid=a.oid or 0, cloid=a.cloid)
+    return ec.Amend(market=markets.id_of(a.market), account=account, oid=a.oid or 0, cloid=a.cloid,
+                    price=_dec(a.price), size=_dec(a.size))
+
+
+def to_command(action: p.Action, account: int, markets: Markets) -> ec.Command:
+    """One wire action -> one engine command (a batch stays one ``Batch``)."""
+    match action:
+        case p.Batch(actions=items):
+            return ec.Batch(actions=[_item(a, account, markets) for a in items])
+        case p.CancelAll(market=None):
+            return ec.CancelAll(account=account)
+        case p.CancelAll(market=symbol):
+            return ec.CancelAll(account=account, market=markets.id_of(symbol))
+        case p.PlaceTrigger():
+            return ec.PlaceTrigger(market=markets.id_of(action.market), account=account, side=action.side,
+                                   trigger_price=Decimal(action.triggerPrice), kind=action.kind,
+                                   order_type=action.orderType, price=_dec(action.price), size=_dec(action.size),
+                                   trigger_on=action.triggerOn)
+        case p.CancelTrigger():
+            return ec.CancelTrigger(market=markets.id_of(action.market), account=account, tid=action.tid)
+        case p.ScheduleCancel(at=at):
+            return ec.ScheduleCancel(account=account, at_ns=ms_to_ns(at))
+        case _:
+            return _item(action, account, markets)
+
+
+def to_records(action: p.Action, account: int, markets: Markets) -> np.ndarray:
+    """The journal records of one wire action (a batch: its header, then one per action)."""
+    return ec.to_records([to_command(action, account, markets)], markets.specs)
+
+
+def pre_rejects(records: np.ndarray) -> list[int]:
+    """The reject code each record already carries from conversion (0: none)."""
+    return [int(code) for code in records["pre_reject"]]
+
+
+# ------------------------------------------------------------------------ events -> wire
+
+
+def _of_cmd(events: np.ndarray, cmd: int) -> np.ndarray:
+    return events[events["cmd"] == cmd]
+
+
+def reason_name(reason: int) -> str:
+    try:
+        return CancelReason(reason).name.lower()
+    except ValueError:
+        return str(reason)
+
+
+def _rejected(ev: np.void) -> p.Rejected:
+    return p.rejected(int(ev["code"]))
+
+
+def _place_status(evs: np.ndarray, markets: Markets, cloid: str | None) -> p.ActionStatus:
+    head = evs[(evs["kind"] == EventKind.ACCEPTED) | (evs["kind"] == EventKind.REJECTED)]
+    if len(head) == 0:
+        return p.rejected(Reject.BAD_FIELD, "the engine reported no outcome")
+    first = head[0]
+    if first["kind"] == EventKind.REJECTED:
+        return _rejected(first)
+    oid, market, size = int(first["oid"]), int(first["market"]), int(first["size"])
+    fills = evs[(evs["kind"] == EventKind.FILL) & (evs["oid"] == oid)]
+    filled = int(fills["size"].sum())
+    notional = int(sum(int(f["price"]) * int(f["size"]) for f in fills))
+    avg = markets.avg_price(market, notional, filled)
+    gone = evs[((evs["kind"] == EventKind.CANCELLED) | (evs["kind"] == EventKind.EXPIRED)) & (evs["oid"] == oid)]
+    if filled >= size:
+        return p.Filled(oid, markets.size(market, filled), avg or "0", cloid)
+    if len(gone):
+        reason = "expired" if gone[0]["kind"] == EventKind.EXPIRED else reason_name(int(gone[0]["reason"]))
+        return p.Cancelled(oid, cloid, markets.size(market, filled), avg, reason)
+    return p.Resting(oid, cloid, markets.size(market, filled), avg)
+
+
+def _status(item: p.Action, evs: np.ndarray, markets: Markets, cloids: dict[int, str]) -> p.ActionStatus:
+    rejects = evs[evs["kind"] == EventKind.REJECTED]
+    if isinstance(item, p.Place):
+        return _place_status(evs, markets, item.cloid)
+    if len(rejects) and not isinstance(item, p.CancelAll):
+        return _rejected(rejects[0])
+    if isinstance(item, p.Cancel):
+        done = evs[evs["kind"] == EventKind.CANCELLED]
+        if len(done):
+            oid = int(done[0]["oid"])
+            return p.Cancelled(oid, item.cloid or cloids.get(oid), reason="user")
+    elif isinstance(item, p.CancelAll):
+        if len(rejects):
+            return _rejected(rejects[0])
+        return p.CancelledAll(int(np.count_nonzero(evs["kind"] == EventKind.CANCELLED)))
+    elif isinstance(item, p.Amend):
+        done = evs[evs["kind"] == EventKind.AMENDED]
+        if len(done):
+            ev, market = done[0], int(done[0]["market"])
+            oid = int(ev["oid"])
+            return p.Amended(oid, markets.price(market, int(ev["price"])), markets.size(market, int(ev["size"])),
+                             item.cloid or cloids.get(oid))
+    elif isinstance(item, p.PlaceTrigger | p.CancelTrigger):
+        step = TriggerStep.PLACED if isinstance(item, p.PlaceTrigger) else TriggerStep.CANCELLED
+        done = evs[(evs["kind"] == EventKind.TRIGGER) & (evs["reason"] == step)]
+        if len(done):
+            tid = int(done[0]["oid"])
+            return p.TriggerPlaced(tid) if step == TriggerStep.PLACED else p.TriggerCancelled(tid)
+    elif isinstance(item, p.ScheduleCancel):
+        done = evs[evs["kind"] == EventKind.SCHEDULE]
+        if len(done):
+            at_ns = int(done[0]["size"])
+            return p.Scheduled(ns_to_ms(at_ns) if at_ns else None)
+    return p.rejected(Reject.BAD_FIELD, "the engine reported no outcome")
+
+
+def statuses(action: p.Action, events: np.ndarray, first_cmd: int, markets: Markets,
+             cloids: dict[int, str] | None = None) -> list[p.ActionStatus]:
+    """One status per action, in order. ``events`` holds (at least) the events of the
+    action's records, whose first record has ``cmd == first_cmd``; ``cloids`` maps oids to
+    client order ids for the answers to cancels and amends by oid."""
+    cloids = cloids or {}
+    if isinstance(action, p.Batch):
+        head = _of_cmd(events, first_cmd)
+        head_rejects = head[head["kind"] == EventKind.REJECTED]
+        if len(head_rejects):
+            return [_rejected(head_rejects[0])] * len(action.actions)
+        return [_status(item, _of_cmd(events, first_cmd + 1 + k), markets, cloids)
+                for k, item in enumerate(action.actions)]
+    return [_status(action, _of_cmd(events, first_cmd), markets, cloids)]
+
+
+__all__ = ["ATOMS_PER_USD", "PPB", "Markets", "pre_rejects", "rate", "statuses", "to_command", "to_records", "usd"]

