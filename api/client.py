@@ -23,6 +23,9 @@ Invariants
   subscription it holds, in the order they were first made, before ``connected`` is set.
 * A single reader task owns the socket's inbound side; callbacks run inside it, so they must
   not block.
+* Timeouts use ``asyncio.timeout``, never ``asyncio.wait_for``: on Python 3.11 a
+  ``wait_for`` whose inner wait finishes as the task is cancelled can swallow the
+  cancellation, and a bot would never stop.
 
 Known limitations
 -----------------
@@ -126,8 +129,11 @@ class Client:
     """One websocket connection, kept alive. Use as ``async with Client(cfg, signer) as c``."""
 
     def __init__(self, cfg: ClientConfig, signer: Signer | None = None, *, rng: random.Random | None = None,
-                 session: aiohttp.ClientSession | None = None):
+                 session: aiohttp.ClientSession | None = None, clock_ms: Callable[[], int] | None = None):
+        """``rng`` draws the backoff jitter; ``clock_ms`` (default: the wall clock) gives the
+        logon nonces, which the node accepts from 30 s behind its clock to 1 s ahead."""
         self.cfg = cfg
+        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.signer = signer
         self._rng = rng or random.Random()
         self._own_session = session is None
@@ -179,8 +185,10 @@ class Client:
                                      return_when=asyncio.FIRST_COMPLETED)
         if waiter not in done:
             waiter.cancel()
-            if self._supervisor.done():
-                self._supervisor.result()  # re-raises the first connection error
+            supervisor = self._supervisor
+            await self.close()
+            if supervisor.done() and not supervisor.cancelled() and supervisor.exception() is not None:
+                raise supervisor.exception()  # the first connection error, with reconnect off
             cause = f" (first failure: {self._first_error})" if self._first_error else ""
             raise AckTimeout(f"not connected to {self.cfg.url} within the timeout{cause}")
 
@@ -290,18 +298,20 @@ class Client:
     async def _wait_connected(self) -> None:
         if not self.connected.is_set():
             try:
-                await asyncio.wait_for(self.connected.wait(), self.cfg.ack_timeout_s)
+                async with asyncio.timeout(self.cfg.ack_timeout_s):
+                    await self.connected.wait()
             except asyncio.TimeoutError:
                 raise NotConnected(f"not connected to {self.cfg.url} within {self.cfg.ack_timeout_s} s") from None
 
     def _next_nonce(self) -> int:
-        """The wall clock in ms, strictly increasing (two logons in one ms get two nonces)."""
-        self._last_nonce = max(int(time.time() * 1000), self._last_nonce + 1)
+        """The clock in ms, strictly increasing (two logons in one ms get two nonces)."""
+        self._last_nonce = max(self._clock_ms(), self._last_nonce + 1)
         return self._last_nonce
 
     async def _await(self, fut: asyncio.Future) -> Any:
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), self.cfg.ack_timeout_s)
+            async with asyncio.timeout(self.cfg.ack_timeout_s):
+                return await asyncio.shield(fut)
         except asyncio.TimeoutError:
             raise AckTimeout(f"no answer within {self.cfg.ack_timeout_s} s") from None
 

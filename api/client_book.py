@@ -52,6 +52,8 @@ class LocalBook:
         self._book = L2Book(market)
         self._resubscribe = resubscribe
         self._synced = asyncio.Event()
+        self._changed = asyncio.Event()  # set by every snapshot and every failure
+        self._faults = 0
         self._resync_task: asyncio.Task | None = None
         self.resyncs: list[ResyncRecord] = []
         self.snapshots = 0
@@ -80,7 +82,8 @@ class LocalBook:
         return self._book.best_ask()
 
     async def wait_synced(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(self._synced.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._synced.wait()
 
     async def wait_seq(self, seq: int, timeout: float | None = None) -> None:
         """Until the book is synced at ``seq`` or later."""
@@ -89,7 +92,8 @@ class LocalBook:
             while not (self.synced and self._book.seq is not None and self._book.seq >= seq):
                 await asyncio.sleep(0.005)
 
-        await asyncio.wait_for(reached(), timeout)
+        async with asyncio.timeout(timeout):
+            await reached()
 
     # ---------------------------------------------------------------- feeding
 
@@ -105,6 +109,7 @@ class LocalBook:
         if msg.snapshot:
             self.snapshots += 1
             self._synced.set()
+            self._changed.set()
         else:
             self.deltas += 1
 
@@ -115,19 +120,29 @@ class LocalBook:
 
     def _start_resync(self, kind: str, detail: str) -> None:
         self._synced.clear()
+        self._faults += 1
+        self._changed.set()
         self.resyncs.append(ResyncRecord(kind, detail))
         if self._resync_task is None or self._resync_task.done():
             self._resync_task = asyncio.get_running_loop().create_task(self._resync())
 
     async def _resync(self) -> None:
-        """Resubscribe until a snapshot comes (a lost snapshot is asked for again)."""
+        """Resubscribe until a snapshot holds: again at once if the fresh book fails too
+        before this task sees it, and again after a timeout if no snapshot comes."""
+        loop = asyncio.get_running_loop()
         while not self.synced:
+            faults = self._faults
             await self._resubscribe(self.market)
-            try:
-                await asyncio.wait_for(self._synced.wait(), self.resync_timeout_s)
-            except asyncio.TimeoutError:
-                self.resyncs.append(ResyncRecord("timeout", f"{self.market}: no snapshot within "
-                                                            f"{self.resync_timeout_s} s; asking again"))
+            deadline = loop.time() + self.resync_timeout_s
+            while not self.synced and self._faults == faults:
+                self._changed.clear()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await self._changed.wait()
+                except asyncio.TimeoutError:
+                    self.resyncs.append(ResyncRecord("timeout", f"{self.market}: no snapshot within "
+                                                                f"{self.resync_timeout_s} s; asking again"))
+                    break
 
     async def aclose(self) -> None:
         task, self._resync_task = self._resync_task, None

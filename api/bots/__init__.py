@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import random
 from decimal import Decimal
-from typing import Coroutine, Iterable, Sequence
+from typing import Callable, Coroutine, Iterable, Sequence
 
 import msgspec
 
@@ -60,32 +60,38 @@ def bot_markets(specs: Iterable[object]) -> list[BotMarket]:
     return [BotMarket(s.symbol, s.tick_size, s.lot_size) for s in specs]  # type: ignore[attr-defined]
 
 
-async def _run_makers(cfg: ClientConfig, signer: Signer, markets: Sequence[BotMarket]) -> None:
-    async with Client(cfg, signer) as client:
+ClockMs = Callable[[], int] | None
+
+
+async def _run_makers(cfg: ClientConfig, signer: Signer, markets: Sequence[BotMarket], clock_ms: ClockMs) -> None:
+    async with Client(cfg, signer, clock_ms=clock_ms) as client:
         await asyncio.gather(*(MarketMaker(client, m.maker()).run() for m in markets))
 
 
-async def _run_takers(cfg: ClientConfig, signer: Signer, markets: Sequence[BotMarket], seed: int) -> None:
-    async with Client(cfg, signer) as client:
+async def _run_takers(cfg: ClientConfig, signer: Signer, markets: Sequence[BotMarket], seed: int,
+                      clock_ms: ClockMs) -> None:
+    async with Client(cfg, signer, clock_ms=clock_ms) as client:
         await asyncio.gather(*(NoiseTaker(client, m.taker(), random.Random(f"{seed}:{m.symbol}")).run()
                                for m in markets))
 
 
 def bot_coroutines(url: str, *, maker: Signer | None, taker: Signer | None, markets: Sequence[BotMarket],
-                   network: str = "local", seed: int = 0) -> list[Coroutine]:
+                   network: str = "local", seed: int = 0, clock_ms: ClockMs = None) -> list[Coroutine]:
     """The coroutines to start: the maker's (if ``maker``) and the taker's (if ``taker``).
     ``url`` is the node's websocket URL (``ws://127.0.0.1:PORT/ws``); each signer is the
-    key of its own account."""
+    key of its own account; ``clock_ms`` is the node's clock in ms when it is not the wall
+    clock (logon nonces must fall inside its window)."""
     cfg = ClientConfig(url, network=network)
     out: list[Coroutine] = []
     if maker is not None:
-        out.append(_run_makers(cfg, maker, markets))
+        out.append(_run_makers(cfg, maker, markets, clock_ms))
     if taker is not None:
-        out.append(_run_takers(cfg, taker, markets, seed))
+        out.append(_run_takers(cfg, taker, markets, seed, clock_ms))
     return out
 
 
 async def run_bots(url: str, *, maker: Signer | None, taker: Signer | None, markets: Sequence[BotMarket],
-                   network: str = "local", seed: int = 0) -> None:
+                   network: str = "local", seed: int = 0, clock_ms: ClockMs = None) -> None:
     """Run every bot until cancelled."""
-    await asyncio.gather(*bot_coroutines(url, maker=maker, taker=taker, markets=markets, network=network, seed=seed))
+    await asyncio.gather(*bot_coroutines(url, maker=maker, taker=taker, markets=markets, network=network, seed=seed,
+                                         clock_ms=clock_ms))

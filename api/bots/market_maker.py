@@ -132,7 +132,8 @@ class MarketMaker:
         try:
             while True:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.params.refresh_s)
+                    async with asyncio.timeout(self.params.refresh_s):
+                        await self._wake.wait()
                 except asyncio.TimeoutError:
                     pass
                 self._wake.clear()
