@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench clean
+.PHONY: run demo test bench clean
 
 $(VENV): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,9 @@ $(VENV): pyproject.toml
 	touch $(VENV)
 
 run: $(VENV)
+	$(BIN)/afterhours node
+
+demo: $(VENV)
 	$(BIN)/afterhours demo
 
 test: $(VENV)

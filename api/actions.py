@@ -47,6 +47,10 @@ class Markets:
     def __init__(self, specs: Sequence[MarketSpec]):
         self.specs = list(specs)
         self.by_symbol = {spec.symbol: spec for spec in self.specs}
+        self.atl = [spec.atoms_per_tick_lot for spec in self.specs]  # atoms per tick·lot
+        self.fee_ppm = [(spec.taker_fee_ppm, spec.maker_fee_ppm) for spec in self.specs]
+        self._prices: list[dict[int, str]] = [{} for _ in self.specs]
+        self._sizes: list[dict[int, str]] = [{} for _ in self.specs]
 
     def id_of(self, symbol: str) -> int:
         """The engine id, or ``len(specs)`` (an id the engine rejects) for an unknown symbol."""
@@ -60,10 +64,11 @@ class Markets:
         return self.specs[market_id].symbol
 
     def price(self, market_id: int, ticks: int) -> str:
-        return p.format_decimal(self.specs[market_id].tick_size * int(ticks))
+        """``ticks × tick_size`` as a wire string (formatted once per value, then cached)."""
+        return _cached(self._prices[market_id], int(ticks), self.specs[market_id].tick_size)
 
     def size(self, market_id: int, lots: int) -> str:
-        return p.format_decimal(self.specs[market_id].lot_size * int(lots))
+        return _cached(self._sizes[market_id], int(lots), self.specs[market_id].lot_size)
 
     def avg_price(self, market_id: int, ticks_x_lots: int, lots: int) -> str | None:
         if lots == 0:
@@ -74,6 +79,18 @@ class Markets:
         tick = self.specs[market_id].tick_size
         exact = Decimal(int(ticks_x_lots)) / Decimal(int(lots)) * tick
         return p.format_decimal(exact.quantize(tick.scaleb(-6), rounding=ROUND_HALF_EVEN))
+
+
+_CACHE_MAX = 1 << 16
+
+
+def _cached(cache: dict[int, str], units: int, step: Decimal) -> str:
+    text = cache.get(units)
+    if text is None:
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        text = cache[units] = p.format_decimal(step * units)
+    return text
 
 
 def usd(atoms: int) -> str:

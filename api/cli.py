@@ -2,16 +2,21 @@
 
 Subcommands
 -----------
+* ``afterhours node [--config FILE] [--host H] [--port P] [--data-dir DIR] [--no-bots] …`` —
+  run the exchange node (``api.node``) until SIGINT or SIGTERM; ``make run`` calls this.
+  With no file and no flags it uses the defaults of ``api.config.NodeConfig``; a TOML file
+  overrides any of them, and flags override the file. ``--print-config`` prints the
+  effective configuration as TOML and exits.
 * ``afterhours bench [options]`` — the matching benchmark (``python -m benchmarks.matching``),
   with the same options; ``afterhours bench --help`` lists them.
 * ``afterhours demo`` — the benchmark's short run (``--quick``: 100,000 commands per mix,
-  10,000 checked against the reference engine) and its table. ``make run`` calls this until
-  the node exists.
+  10,000 checked against the reference engine) and its table.
 * ``afterhours replay DIR [--events FROM:TO --out FILE] [--from-snapshot] [--json]`` —
   replay a journal directory read-only (``engine.journal.audit``): the final sequence
   number, the state hash, commands and events by kind; ``--events`` writes the events of
   commands FROM..TO (inclusive) to FILE as JSON lines.
 
+``node`` exits 0 after a clean stop, 2 for a bad configuration, 1 when it cannot start.
 The exit status of ``bench`` and ``demo`` is the benchmark's: 0 when every check passed,
 1 otherwise. ``replay`` exits 0, or 1 with the journal error on standard error.
 """
@@ -37,7 +42,75 @@ def build_parser() -> argparse.ArgumentParser:
                                       "and print its table.")
     demo.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     add_replay_parser(sub)
+    add_node_parser(sub)
     return parser
+
+
+def add_node_parser(sub) -> None:
+    node = sub.add_parser("node", help="run the exchange node (what 'make run' does)",
+                          description="Run an afterhours node: the engine behind its journal, the simulated "
+                                      "oracle with real market calendars, the websocket/REST gateway, a demo "
+                                      "account and demo bots. Needs no network and no config file. Settings "
+                                      "come from the defaults, then --config FILE (TOML, keys as in "
+                                      "--print-config), then these flags. Stop with Ctrl-C or SIGTERM.")
+    node.add_argument("--config", metavar="FILE", help="a TOML file overriding any default (see --print-config)")
+    node.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    node.add_argument("--port", type=int, help="port to listen on; 0 picks a free one (default 8420)")
+    node.add_argument("--data-dir", metavar="DIR",
+                      help="journal, snapshots, nonces and local keys; a restart resumes from it "
+                           "(default ./afterhours-data)")
+    node.add_argument("--network", help="network name covered by every signature (default local)")
+    node.add_argument("--tick-interval", type=float, metavar="SECONDS",
+                      help="the sequencer's clock Tick interval (default 1.0)")
+    node.add_argument("--snapshot-interval", type=float, metavar="SECONDS",
+                      help="seconds between engine snapshots (default 300)")
+    node.add_argument("--time-offset", type=float, metavar="SECONDS",
+                      help="shift the node's clock, e.g. into a weekend to see internal pricing (default 0)")
+    node.add_argument("--no-bots", action="store_true", help="do not start the demo market maker and taker")
+    node.add_argument("--no-oracle", action="store_true", help="do not start the oracle service")
+    node.add_argument("--print-config", action="store_true", help="print the effective configuration as TOML and exit")
+    node.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                      help="logging level on standard error (default WARNING)")
+
+
+def run_node(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from api.config import ConfigError, load_config, to_toml
+    from api.node import Node
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config, host=args.host, port=args.port, data_dir=args.data_dir,
+                             network=args.network, tick_interval_s=args.tick_interval,
+                             snapshot_interval_s=args.snapshot_interval, time_offset_s=args.time_offset,
+                             bots=False if args.no_bots else None, oracle=False if args.no_oracle else None)
+    except ConfigError as err:
+        print(f"afterhours node: {err}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        sys.stdout.write(to_toml(config))
+        return 0
+
+    async def serve() -> int:
+        node = Node(config, out=lambda text: print(text, flush=True))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await node.start()
+        except Exception as err:  # noqa: BLE001 - report why the node could not start, then clean up
+            print(f"afterhours node: cannot start: {err}", file=sys.stderr)
+            await node.stop()
+            return 1
+        await stop.wait()
+        await node.stop()
+        return 0
+
+    return asyncio.run(serve())
 
 
 def add_replay_parser(sub) -> None:
@@ -115,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "replay":
         return run_replay(args)
+    if args.command == "node":
+        return run_node(args)
     if args.command == "demo":
         bench = argparse.ArgumentParser()
         matching.add_arguments(bench)

@@ -22,14 +22,15 @@ Invariants
 ----------
 * ``send`` does not await: a stuck client costs the engine and the other clients nothing
   beyond one ``deque.append``.
-* After ``close`` starts, nothing more is queued; the writer sends what ``close`` left (the
-  error frame) and then the close frame.
+* After ``close`` starts, nothing more is queued; the writer sends what was queued before,
+  then the closing error frame, then the close frame (a slow-consumer close drops the queue).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections import deque
 from typing import Any, Callable, Hashable
 
@@ -39,8 +40,13 @@ from api import protocol as p
 from api.errors import GatewayCode
 from api.ratelimit import CLOSE_TRY_AGAIN, ConnectionLimiter, Limits
 
+log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 _PING = object()
+
+
+class _Pong(bytes):
+    """The payload of a client's ping, queued to be sent back as a pong."""
 
 
 class Connection:
@@ -49,7 +55,8 @@ class Connection:
 
     def __init__(self, ws: web.WebSocketResponse, transport: Any, limits: Limits, now_ns: int, *,
                  snapshot: Callable[[Hashable], bytes | None], close_grace_s: float = 5.0,
-                 on_sent: Callable[[int], None] | None = None, on_slow: Callable[[], None] | None = None):
+                 on_sent: Callable[[int], None] | None = None, on_slow: Callable[[], None] | None = None,
+                 on_conflate: Callable[[], None] | None = None):
         self.id = next(_ids)
         self.ws, self._transport = ws, transport
         self.limiter = ConnectionLimiter(limits, now_ns)
@@ -61,6 +68,7 @@ class Connection:
         self._grace = close_grace_s
         self._on_sent = on_sent or (lambda n: None)
         self._on_slow = on_slow or (lambda: None)
+        self._on_conflate = on_conflate or (lambda: None)
         self._queue: deque[tuple[Any, Hashable | None]] = deque()
         self._resync: set[Hashable] = set()
         self._wake = asyncio.Event()
@@ -68,6 +76,7 @@ class Connection:
         self._closer: asyncio.Task | None = None
         self.closing = False
         self.close_code: int | None = None
+        self.close_reason = "client"  # who ended it: "client", or the server's reason
         self.conflations = 0
 
     # ------------------------------------------------------------------ queueing
@@ -84,7 +93,7 @@ class Connection:
                 self._on_slow()
                 self.close(CLOSE_TRY_AGAIN, p.encode(p.error_push(GatewayCode.SLOW_CONSUMER,
                                                                   f"{self.max_queue} messages queued")),
-                           abort_writer=True)
+                           abort_writer=True, reason="slow_consumer")
                 return
         self._queue.append((frame, book_key))
         self._wake.set()
@@ -93,8 +102,15 @@ class Connection:
         self.send(p.encode(push))
 
     def ping(self) -> None:
+        """Queue a server ping (control frames go through the writer like the rest)."""
         if not self.closing:
             self._queue.append((_PING, None))
+            self._wake.set()
+
+    def pong(self, payload: bytes) -> None:
+        """Queue the answer to a client's ping."""
+        if not self.closing:
+            self._queue.append((_Pong(payload), None))
             self._wake.set()
 
     def _conflate(self) -> None:
@@ -107,6 +123,7 @@ class Connection:
                 markers.append(key)
         if markers:
             self.conflations += 1
+            self._on_conflate()
         for key in markers:
             kept.append((None, key))
             self._resync.add(key)
@@ -133,6 +150,9 @@ class Connection:
                 if frame is _PING:
                     await self.ws.ping()
                     continue
+                if type(frame) is _Pong:
+                    await self.ws.pong(bytes(frame))
+                    continue
                 if frame is None:
                     self._resync.discard(key)
                     frame = self._snapshot(key) if key in self.subscriptions else None
@@ -142,16 +162,20 @@ class Connection:
                 self._on_sent(1)
         except (ConnectionError, RuntimeError):
             self.closing = True
+        except Exception:  # a bug: say so, and do not leave a connection that never writes
+            log.exception("connection %d: writer failed", self.id)
+            self.closing = True
+            self.abort()
 
     # ------------------------------------------------------------------ closing
 
-    def close(self, code: int, frame: bytes | None = None, *, abort_writer: bool = False) -> None:
-        """Send ``frame`` (if any) and a close frame with ``code``; idempotent. With
-        ``abort_writer`` the queue is dropped and the frame goes out at once, even while the
-        writer is blocked on a full socket (slow consumer)."""
+    def close(self, code: int, frame: bytes | None = None, *, abort_writer: bool = False, reason: str = "server") -> None:
+        """Send what is queued, then ``frame`` (if any) and a close frame with ``code``;
+        idempotent. With ``abort_writer`` the queue is dropped and the frame goes out at
+        once, even while the writer is blocked on a full socket (slow consumer)."""
         if self.closing:
             return
-        self.closing, self.close_code = True, code
+        self.closing, self.close_code, self.close_reason = True, code, reason
         self._wake.set()
         if abort_writer or self._writer is None:
             if self._writer is not None:
@@ -159,7 +183,6 @@ class Connection:
             self._queue.clear()
             self._closer = asyncio.get_running_loop().create_task(self._close_now(code, frame))
         else:
-            self._queue.clear()
             if frame is not None:
                 self._queue.append((frame, None))
             self._closer = asyncio.get_running_loop().create_task(self._close_after_writer(code))
@@ -177,22 +200,29 @@ class Connection:
                 if frame is not None:
                     await self.ws.send_frame(frame, WSMsgType.TEXT)
                 await self.ws.close(code=code)
-        except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():
+                raise
+            self.abort()  # the socket's drain future, cancelled with the writer we stopped
+        except (TimeoutError, ConnectionError, RuntimeError):
             self.abort()
 
     def abort(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
+        """Drop the socket now, unsent bytes included (a closing transport would wait for a
+        peer that does not read)."""
+        if self._transport is not None:
             self._transport.abort()
 
     async def finish(self) -> None:
-        """Stop the writer and any closer; called once the handler's read loop ended."""
+        """Called once the handler's read loop ended: let a close in progress finish (it
+        waits for the writer, within the grace), then stop the writer."""
         self.closing = True
         self._wake.set()
-        for task in (self._writer, self._closer):
-            if task is not None and not task.done():
-                if task is self._writer:
-                    task.cancel()
-                try:
-                    await asyncio.wait_for(task, self._grace + 1)
-                except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
-                    pass
+        if self._closer is not None and not self._closer.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._closer), 2 * self._grace + 1)
+            except (asyncio.TimeoutError, Exception):
+                self.abort()
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)

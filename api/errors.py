@@ -50,6 +50,7 @@ class GatewayCode(IntEnum):
     BAD_VALUE = 5011
     UNKNOWN_ACTION = 5012
     UNKNOWN_CHANNEL = 5013
+    UNKNOWN_QUERY = 5014
     # 51xx: authentication and authorisation
     NOT_LOGGED_ON = 5101
     ALREADY_LOGGED_ON = 5102
@@ -105,6 +106,7 @@ GATEWAY_MESSAGES: dict[GatewayCode, str] = {
     "trigger, cancelTrigger or scheduleCancel.",
     GatewayCode.UNKNOWN_CHANNEL: "The subscription 'type' must be a channel name: l2Book, l2Delta, trades, market, "
     "liquidations, orderUpdates, userFills, userFundings, positions or account.",
+    GatewayCode.UNKNOWN_QUERY: "The query 'type' must be one of openOrders, orderStatus, positions, account or fills.",
     GatewayCode.NOT_LOGGED_ON: "Private channels need a logged-on connection; send a signed logon first.",
     GatewayCode.ALREADY_LOGGED_ON: "This connection is already logged on; open another connection for another key.",
     GatewayCode.SIGNATURE_REQUIRED: "This action must be signed (keyId, nonce, signature), or sent on a logged-on connection.",

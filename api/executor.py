@@ -9,10 +9,12 @@ Layout
   ``Rejected`` statuses and the rest go ahead;
 2 a place with a ``cloid`` is idempotent per account: a second request while the first is
   in flight waits for it and gets the same answer, and one after it (within the last
-  ``cache_size`` answers) gets the original answer again (§5.2);
+  ``cache_size`` answers) gets the original answer again (§5.2), unless the original was
+  rejected (no order was made, so a retry may try again);
 3 the action becomes engine records; a single action the conversion already refused is
   answered at once (nothing journaled); everything else is submitted and answered from
-  its own events (``api.actions.statuses``) once it is durable.
+  its own events (``api.actions.statuses``) once it is durable. ``seq`` is 0 when nothing
+  was journaled.
 
 Invariants
 ----------
@@ -37,6 +39,7 @@ from api import actions
 from api import protocol as p
 from api.errors import GatewayCode, compose_msg, wire_code
 from api.ratelimit import KeyLimiter
+from api.sequencer import SequencerUnavailable
 
 Nonce = tuple[str, int]
 _CANCEL_LIKE = {"cancelTrigger": "cancel", "scheduleCancel": "cancel"}
@@ -67,6 +70,16 @@ class Executor:
         raise AssertionError(f"sequence number {seq} is in no recent batch")
 
     async def execute(self, action: p.Action, account: int, key_id: str, nonce: Nonce | None) -> p.PostResponse:
+        """The answer to one authorised action; never raises for a degraded node."""
+        try:
+            return await self._execute_once(action, account, key_id, nonce)
+        except SequencerUnavailable as exc:
+            self._on_reject(GatewayCode.WRITES_SUSPENDED)
+            return p.PostError(wire_code(GatewayCode.WRITES_SUSPENDED),
+                               compose_msg(GatewayCode.WRITES_SUSPENDED, str(exc)))
+
+    async def _execute_once(self, action: p.Action, account: int, key_id: str,
+                            nonce: Nonce | None) -> p.PostResponse:
         idem = _idempotency_key(action, account)
         if idem is not None:
             if idem in self._cache:
@@ -85,8 +98,8 @@ class Executor:
             finally:
                 del self._in_flight[idem]
             future.set_result(response)
-            if isinstance(response, p.PostOk):
-                self._remember(idem, response)
+            if isinstance(response, p.PostOk) and not isinstance(response.statuses[0], p.Rejected):
+                self._remember(idem, response)  # an order was made: a retry must not make another
             return response
         return await self._execute(action, account, key_id, nonce)
 
@@ -122,8 +135,6 @@ class Executor:
         return await self._submit(action, account, nonce)
 
     async def _submit(self, action: p.Action, account: int, nonce: Nonce | None) -> p.PostResponse:
-        from api.sequencer import SequencerUnavailable
-
         records = actions.to_records(action, account, self.markets)
         if len(records) == 1 and records[0]["pre_reject"]:
             await self._journal_nonce(nonce)
@@ -131,12 +142,7 @@ class Executor:
             self._on_reject(code)
             return p.PostOk(0, [p.rejected(code)])
         cloids = self._known_cloids(action)
-        try:
-            ack = await self.sequencer.submit(records, nonce=nonce)
-        except SequencerUnavailable as exc:
-            self._on_reject(GatewayCode.WRITES_SUSPENDED)
-            return p.PostError(wire_code(GatewayCode.WRITES_SUSPENDED),
-                               compose_msg(GatewayCode.WRITES_SUSPENDED, str(exc)))
+        ack = await self.sequencer.submit(records, nonce=nonce)
         statuses = actions.statuses(action, ack.events, self._first_cmd(ack.seq), self.markets, cloids)
         for status in statuses:
             if isinstance(status, p.Rejected):

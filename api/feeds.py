@@ -25,8 +25,9 @@ Known limitations
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import msgspec
-import numpy as np
 
 from api import protocol as p
 from api.actions import Markets, ns_to_ms, rate, usd
@@ -41,6 +42,25 @@ _SESSION_OF_MODE = {
     MarketMode.PRE_IPO: "internal_only", MarketMode.HALTED: "halted",
 }
 _DARK = (MarketMode.INTERNAL, MarketMode.PRE_IPO, MarketMode.REOPENING)
+
+
+class Ev(NamedTuple):
+    """One event row as Python integers, fields in ``EVENT_DTYPE`` order (``events.tolist()``)."""
+
+    kind: int
+    side: int
+    reason: int
+    code: int
+    cmd: int
+    market: int
+    account: int
+    maker_account: int
+    oid: int
+    maker_oid: int
+    price: int
+    size: int
+    remaining: int
+    ts: int
 
 
 def side_name(side: int) -> str:
@@ -75,66 +95,63 @@ def fee_atoms(notional_atoms: int, fee_ppm: int) -> int:
     return -((-notional_atoms * fee_ppm) // PPM)
 
 
-def trade(markets: Markets, ev: np.void, trade_id: int) -> p.Trade:
-    m = int(ev["market"])
-    return p.Trade(trade_id, markets.price(m, int(ev["price"])), markets.size(m, int(ev["size"])),
-                   side_name(int(ev["side"])), ns_to_ms(int(ev["ts"])))
+def trade(markets: Markets, ev: Ev, trade_id: int) -> p.Trade:
+    m = (ev.market)
+    return p.Trade(trade_id, markets.price(m, (ev.price)), markets.size(m, (ev.size)),
+                   side_name((ev.side)), ns_to_ms((ev.ts)))
 
 
-def user_fills(engine, markets: Markets, ev: np.void, trade_id: int, taker_cloid: str | None,
+def user_fills(engine, markets: Markets, ev: Ev, trade_id: int, taker_cloid: str | None,
                maker_cloid: str | None) -> tuple[p.UserFill, p.UserFill]:
     """The taker's fill and the maker's fill of one FILL event."""
-    m, price, size = int(ev["market"]), int(ev["price"]), int(ev["size"])
-    spec = markets.specs[m]
-    notional = price * size * spec.atoms_per_tick_lot
-    risk = bool(engine.config.risk)
-    taker_fee = fee_atoms(notional, spec.taker_fee_ppm) if risk else 0
-    maker_fee = fee_atoms(notional, spec.maker_fee_ppm) if risk else 0
-    side, ts = int(ev["side"]), ns_to_ms(int(ev["ts"]))
+    m, price, size = (ev.market), (ev.price), (ev.size)
+    notional = price * size * markets.atl[m]
+    taker_ppm, maker_ppm = markets.fee_ppm[m] if engine.config.risk else (0, 0)
+    taker_fee, maker_fee = fee_atoms(notional, taker_ppm), fee_atoms(notional, maker_ppm)
+    side, ts = (ev.side), ns_to_ms((ev.ts))
     px, sz = markets.price(m, price), markets.size(m, size)
-    taker = p.UserFill(markets.symbol(m), trade_id, int(ev["oid"]), side_name(side), px, sz, usd(taker_fee),
+    taker = p.UserFill(markets.symbol(m), trade_id, (ev.oid), side_name(side), px, sz, usd(taker_fee),
                        "taker", ts, taker_cloid)
-    maker = p.UserFill(markets.symbol(m), trade_id, int(ev["maker_oid"]), side_name(1 - side), px, sz,
+    maker = p.UserFill(markets.symbol(m), trade_id, (ev.maker_oid), side_name(1 - side), px, sz,
                        usd(maker_fee), "maker", ts, maker_cloid)
     return taker, maker
 
 
-def user_funding(markets: Markets, ev: np.void) -> p.UserFunding:
-    m = int(ev["market"])
-    return p.UserFunding(markets.symbol(m), rate(int(ev["oid"])), markets.size(m, int(ev["size"])),
-                         markets.price(m, int(ev["price"])), usd(int(ev["remaining"])), ns_to_ms(int(ev["ts"])))
+def user_funding(markets: Markets, ev: Ev) -> p.UserFunding:
+    m = (ev.market)
+    return p.UserFunding(markets.symbol(m), rate((ev.oid)), markets.size(m, (ev.size)),
+                         markets.price(m, (ev.price)), usd((ev.remaining)), ns_to_ms((ev.ts)))
 
 
 _LIQ_KINDS = {LiquidationStep.BOOK: "liquidation", LiquidationStep.BACKSTOP: "backstop", LiquidationStep.ADL: "adl"}
 
 
-def liquidation(markets: Markets, ev: np.void) -> p.Liquidation | None:
+def liquidation(markets: Markets, ev: Ev) -> p.Liquidation | None:
     """BOOK (lots filled at the IOC's limit), BACKSTOP and ADL steps; others are not public."""
-    step = int(ev["reason"])
+    step = (ev.reason)
     kind = _LIQ_KINDS.get(step)
     if kind is None:
         return None
-    m = int(ev["market"])
+    m = (ev.market)
     if step == LiquidationStep.BOOK:
-        lots = int(ev["remaining"])
+        lots = (ev.remaining)
         if lots == 0:
             return None
-        closing_long = int(ev["side"]) == Side.SELL
+        closing_long = (ev.side) == Side.SELL
     elif step == LiquidationStep.BACKSTOP:
-        lots = int(ev["size"])
+        lots = (ev.size)
         closing_long = lots > 0
     else:  # ADL: the counterparty's signed lots closed
-        lots = int(ev["size"])
+        lots = (ev.size)
         closing_long = lots > 0
-    return p.Liquidation(kind, "long" if closing_long else "short", markets.price(m, int(ev["price"])),
-                         markets.size(m, abs(lots)), ns_to_ms(int(ev["ts"])))
+    return p.Liquidation(kind, "long" if closing_long else "short", markets.price(m, (ev.price)),
+                         markets.size(m, abs(lots)), ns_to_ms((ev.ts)))
 
 
 def position(engine, markets: Markets, account: int, m: int) -> p.Position:
     view = engine.position(account, m)
-    spec = markets.specs[m]
     mark = engine.mark(m)
-    size, cost, atl = view.size_lots, view.cost_atoms, spec.atoms_per_tick_lot
+    size, cost, atl = view.size_lots, view.cost_atoms, markets.atl[m]
     entry_str = markets.avg_price(m, abs(cost) // atl, abs(size)) if size else "0"
     notional = abs(size) * mark * atl
     margin = -(-notional // max(1, view.leverage))

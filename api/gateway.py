@@ -12,13 +12,14 @@ Layout
 
 Routes
 ------
-``GET /ws`` (websocket), ``POST /v1/action`` (a signed action), ``GET /v1/book?market=``,
-``GET /v1/market?market=``, ``GET /v1/markets``, ``GET /v1/schema``, ``GET /v1/health``,
-``GET /metrics``.
+``GET /ws`` (websocket), ``POST /v1/action`` (a signed action), ``POST /v1/query`` (a signed
+private read), ``GET /v1/book?market=``, ``GET /v1/market?market=``, ``GET /v1/schema``,
+``GET /v1/health``, ``GET /metrics``.
 
 Invariants
 ----------
-* The app does not start or stop the sequencer (the node does); it registers one listener.
+* The app does not start or stop the sequencer (the node does); it registers one listener,
+  removed when the app is cleaned up.
 * Every engine read happens on the event loop between batches.
 * On shutdown every websocket gets ``SHUTTING_DOWN`` and close 1001.
 
@@ -31,6 +32,7 @@ Known limitations
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Callable, Sequence
 
@@ -59,6 +61,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     liveness_interval_ms: int = 500  # how often pings, idle and age are checked
     recent_per_account: int = 100  # userFills / userFundings kept for snapshots
     cloid_cache: int = 10_000  # answers kept for idempotent retries by cloid
+    send_buffer_bytes: int | None = None  # SO_SNDBUF of each websocket (None: the kernel's autotuning)
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "l2book_interval_ms", "liveness_interval_ms", "recent_per_account",
@@ -112,7 +115,8 @@ class Gateway:
         conn = Connection(ws, transport, self.limits, self.clock_ns(), snapshot=self.publisher.snapshot,
                           close_grace_s=self.config.close_grace_s,
                           on_sent=lambda n: self.metrics.inc("afterhours_messages_out_total", n),
-                          on_slow=lambda: self.metrics.inc("afterhours_connections_closed_total", reason="slow_consumer"))
+                          on_slow=lambda: self.metrics.inc("afterhours_slow_consumers_total"),
+                          on_conflate=lambda: self.metrics.inc("afterhours_conflations_total"))
         self.connections[conn.id] = conn
         self.metrics.inc("afterhours_connections_opened_total")
         conn.start()
@@ -140,8 +144,7 @@ class Gateway:
             if refusal is not None:
                 self.count_reject(refusal.code)
                 reason = "idle" if refusal.code == GatewayCode.IDLE_TIMEOUT else "age"
-                self.metrics.inc("afterhours_connections_closed_total", reason=reason)
-                conn.close(refusal.close, p.encode(p.error_push(refusal.code, refusal.detail)))
+                conn.close(refusal.close, p.encode(p.error_push(refusal.code, refusal.detail)), reason=reason)
             elif conn.limiter.ping_due(now_ns):
                 conn.limiter.pinged(now_ns)
                 conn.ping()
@@ -153,7 +156,7 @@ class Gateway:
         frame = p.encode(p.error_push(GatewayCode.SHUTTING_DOWN))
         conns = list(self.connections.values())
         for conn in conns:
-            conn.close(CLOSE_GOING_AWAY, frame)
+            conn.close(CLOSE_GOING_AWAY, frame, reason="shutdown")
         await asyncio.gather(*(conn.finish() for conn in conns), return_exceptions=True)
 
 
@@ -211,3 +214,5 @@ async def _background(app: web.Application):
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    with contextlib.suppress(ValueError):  # already removed (the app was served twice)
+        gateway.sequencer.remove_listener(gateway.on_batch)

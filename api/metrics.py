@@ -138,6 +138,7 @@ def node_metrics(connections: Callable[[], float], engine_lag_s: Callable[[], fl
     m.counter("afterhours_messages_out_total", "Websocket frames written to clients.")
     m.counter("afterhours_published_total", "Channel messages published (encoded once), by channel.")
     m.counter("afterhours_rejects_total", "Errors and rejected actions sent to clients, by code.")
+    m.counter("afterhours_slow_consumers_total", "Connections closed as slow consumers (1013).")
     m.counter("afterhours_conflations_total", "Times a full outbound queue was conflated to book snapshots.")
     m.counter("afterhours_http_requests_total", "REST requests, by route and status.")
     return m

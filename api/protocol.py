@@ -10,7 +10,9 @@ Layout
   one per channel), and ``SignedAction``, the body of a signed REST action;
 * server -> client: ``Push`` (``{"channel": …, "data": …}``), with ``PostResult`` holding one
   ``ActionStatus`` per action, in order; ``BookResponse`` for ``GET /v1/book``;
-* ``decode_request`` / ``decode_signed_action`` turn any malformed input into an
+* ``Query`` (``type``: openOrders, orderStatus, positions, account, fills) in a
+  ``SignedQuery``, the body of ``POST /v1/query``;
+* ``decode_request`` / ``decode_signed_action`` / ``decode_signed_query`` turn any malformed input into an
   ``api.errors.ProtocolError`` carrying a specific code; ``signed_action_object`` returns the
   action as sent, for its signature (``api.auth``);
 * ``error_push``, ``post_error`` and ``rejected`` put a code from ``api.errors`` on the wire.
@@ -277,6 +279,47 @@ class SignedAction(msgspec.Struct, **_IN):
     """The body of ``POST /v1/action``: every REST action is signed."""
 
     action: Action
+    keyId: KeyId
+    nonce: WireInt
+    signature: SignatureHex
+    expiresAfter: TimeMs | None = None
+
+
+# ---------------------------------------------------------------------- signed queries
+
+
+class OpenOrdersQuery(msgspec.Struct, tag="openOrders", tag_field="type", **_IN):
+    """The account's open orders (answered with ``OrderUpdates``, ``isSnapshot: true``)."""
+
+
+class OrderStatusQuery(msgspec.Struct, tag="orderStatus", tag_field="type", **_IN):
+    """One order by ``oid`` or, when no oid is given, by ``cloid``: its last known state,
+    also after it filled or was cancelled (a client that timed out learns the outcome)."""
+
+    oid: WireInt | None = None
+    cloid: ClientOrderId | None = None
+
+
+class PositionsQuery(msgspec.Struct, tag="positions", tag_field="type", **_IN):
+    """The account's open positions (answered with ``Positions``)."""
+
+
+class AccountQuery(msgspec.Struct, tag="account", tag_field="type", **_IN):
+    """The account's collateral, equity and margins (answered with ``AccountState``)."""
+
+
+class FillsQuery(msgspec.Struct, tag="fills", tag_field="type", **_IN):
+    """The account's recent fills (answered with ``UserFills``)."""
+
+
+Query = Union[OpenOrdersQuery, OrderStatusQuery, PositionsQuery, AccountQuery, FillsQuery]
+
+
+class SignedQuery(msgspec.Struct, **_IN):
+    """The body of ``POST /v1/query``: a private read, signed like an action (scope ``read``);
+    the signature covers ``query`` exactly as sent."""
+
+    query: Query
     keyId: KeyId
     nonce: WireInt
     signature: SignatureHex
@@ -660,6 +703,15 @@ Push = Union[
 ]
 
 
+class OrderStatus(msgspec.Struct, **_OUT):
+    """The answer to ``orderStatus``: ``order`` is null when no such order is known (never
+    placed, or closed long enough ago to be forgotten)."""
+
+    account: WireInt
+    seq: WireInt
+    order: OrderUpdate | None
+
+
 class BookResponse(msgspec.Struct, **_OUT):
     """``GET /v1/book?market=…``: the whole book as of ``seq``, best levels first."""
 
@@ -674,6 +726,7 @@ _request_decoder = msgspec.json.Decoder(Request)
 _signed_action_decoder = msgspec.json.Decoder(SignedAction)
 _push_decoder = msgspec.json.Decoder(Push)
 _book_decoder = msgspec.json.Decoder(BookResponse)
+_signed_query_decoder = msgspec.json.Decoder(SignedQuery)
 _any_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
@@ -691,6 +744,11 @@ def decode_signed_action(body: bytes | str, max_bytes: int = MAX_MESSAGE_BYTES) 
     return _decode(_signed_action_decoder, body, max_bytes)
 
 
+def decode_signed_query(body: bytes | str, max_bytes: int = MAX_MESSAGE_BYTES) -> SignedQuery:
+    """A REST query body -> ``SignedQuery``; defects -> ``ProtocolError``."""
+    return _decode(_signed_query_decoder, body, max_bytes)
+
+
 def decode_push(frame: bytes | str) -> Push:
     """Client side: one server frame -> a ``Push`` (raises msgspec errors as they are)."""
     return _push_decoder.decode(frame)
@@ -700,10 +758,11 @@ def decode_book(body: bytes | str) -> BookResponse:
     return _book_decoder.decode(body)
 
 
-def signed_action_object(frame: bytes | str) -> Any:
-    """The ``action`` member of an already validated frame or body, as plain JSON values
-    (dicts, lists, str, int, bool, None): exactly what the client sent, for the signature."""
-    return _any_decoder.decode(frame)["action"]
+def signed_action_object(frame: bytes | str, member: str = "action") -> Any:
+    """The ``action`` (or ``query``) member of an already validated frame or body, as plain
+    JSON values (dicts, lists, str, int, bool, None): exactly what the client sent, for the
+    signature."""
+    return _any_decoder.decode(frame)[member]
 
 
 def _decode(decoder: msgspec.json.Decoder, frame: bytes | str, max_bytes: int) -> Any:
@@ -761,6 +820,8 @@ def _code_for(what: str, parts: list[str], field: str | None, missing: bool) -> 
         return GatewayCode.UNKNOWN_METHOD
     if field == "type" and parent == "subscription":
         return GatewayCode.UNKNOWN_CHANNEL
+    if field == "type" and parent == "query":
+        return GatewayCode.UNKNOWN_QUERY
     if field == "type" and parent in ("action", "actions"):
         if parent == "actions" and "'batch'" in what:
             return Reject.BATCH_NESTED

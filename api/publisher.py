@@ -34,7 +34,7 @@ Known limitations
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from functools import partial
 from typing import Any, Callable, Hashable, Protocol
 
@@ -62,6 +62,7 @@ BOOK_KEYS = (p.L2BookSub, p.L2DeltaSub)
 
 class Publisher:
     def __init__(self, engine, markets: Markets, *, seq: int = 0, ts_ns: int = 0, recent: int = 100,
+                 recent_orders: int = 20_000,
                  session_of: Callable[[int], str | None] | None = None,
                  on_publish: Callable[[str, int], None] | None = None):
         self.engine, self.markets = engine, markets
@@ -77,6 +78,8 @@ class Publisher:
         self._fundings: dict[int, deque] = defaultdict(partial(deque, maxlen=recent))
         self._last_funding: dict[int, int] = {}
         self._l2_dirty: set[int] = set()
+        self._recent: OrderedDict[tuple, tuple] = OrderedDict()  # (account, "oid"|"cloid", id) -> last state
+        self._recent_max = recent_orders
         self.reload()
 
     def reload(self) -> None:
@@ -135,10 +138,11 @@ class Publisher:
     # ------------------------------------------------------------------ snapshots
 
     def snapshot(self, key: Hashable) -> bytes | None:
-        push = self._snapshot_push(key)
+        push = self.snapshot_push(key)
         return None if push is None else p.encode(push)
 
-    def _snapshot_push(self, key: Hashable) -> Any:
+    def snapshot_push(self, key: Hashable) -> Any:
+        """The snapshot of ``key`` as a push Struct (None for channels without one)."""
         time_ms = ns_to_ms(self.ts_ns)
         match key:
             case p.L2BookSub(market=symbol, depth=depth):
@@ -165,6 +169,30 @@ class Publisher:
                 return p.AccountPush(feeds.account_state(self.engine, account, self.seq, True))
         return None
 
+    def remember_order(self, oid: int, info: feeds.OrderInfo, status: str, reason: str | None, ts_ns: int) -> None:
+        """Keep an order's latest state for ``order_status`` (bounded, oldest forgotten first)."""
+        state = (info.account, info.market, info.side, info.price, info.size, info.remaining, info.cloid,
+                 status, reason, ts_ns)
+        keys = [(info.account, "oid", oid)] + ([(info.account, "cloid", info.cloid)] if info.cloid else [])
+        for key in keys:
+            self._recent[key] = (oid, state)
+            self._recent.move_to_end(key)
+        while len(self._recent) > self._recent_max:
+            self._recent.popitem(last=False)
+
+    def order_status(self, account: int, oid: int | None, cloid: str | None) -> p.OrderStatus:
+        """The last known state of one of ``account``'s orders, by oid or else by cloid."""
+        key = (account, "oid", oid) if oid else (account, "cloid", cloid)
+        found = self._recent.get(key)
+        if found is not None:
+            oid, (acct, market, side, price, size, remaining, ocloid, status, reason, ts_ns) = found
+            info = feeds.OrderInfo(acct, market, side, price, size, remaining, ocloid)
+            return p.OrderStatus(account, self.seq, info.update(self.markets, status, ts_ns, reason, oid))
+        for open_oid, info in self.orders.items():
+            if info.account == account and (open_oid == oid if oid else info.cloid == cloid):
+                return p.OrderStatus(account, self.seq, info.update(self.markets, "open", self.ts_ns, oid=open_oid))
+        return p.OrderStatus(account, self.seq, None)
+
     def _market_info(self, m: int) -> p.MarketInfo:
         return feeds.market_info(self.engine, self.markets, m, self.seq, self.ts_ns, self._last_funding.get(m),
                                  self._session_of(m))
@@ -181,7 +209,7 @@ class Publisher:
         dirty, self._l2_dirty = self._l2_dirty, set()
         for key in [k for k in self._subs if isinstance(k, p.L2BookSub)]:
             if self.markets.id_of(key.market) in dirty:
-                self._publish(key, self._snapshot_push(key), "l2Book")
+                self._publish(key, self.snapshot_push(key), "l2Book")
 
     # ------------------------------------------------------------------ batches
 
@@ -203,65 +231,79 @@ class _BatchView:
         self.trades: dict[int, list[p.Trade]] = defaultdict(list)
         self.liqs: dict[int, list[p.Liquidation]] = defaultdict(list)
         self.markets_touched: set[int] = set()
-        self.order_updates: dict[int, dict[int, p.OrderUpdate]] = defaultdict(dict)
+        self.orders_touched: dict[int, tuple[feeds.OrderInfo, str, str | None]] = {}
         self.fills: dict[int, list[p.UserFill]] = defaultdict(list)
         self.fundings: dict[int, list[p.UserFunding]] = defaultdict(list)
         self.pos_touched: dict[int, set[int]] = defaultdict(set)
         self.acct_touched: set[int] = set()
         self.fills_per_cmd: dict[int, int] = defaultdict(int)
         self.accepted_cmds: set[int] = set()
+        self._places: np.ndarray | None = None  # commands that are places with a cloid
 
     def run(self, rows: np.ndarray) -> None:
         pub = self.pub
-        for ev in rows:
-            self._event(ev)
-        kinds = self.batch.commands["kind"]
-        if np.any(kinds == CommandKind.TICK) or np.any(kinds == CommandKind.ORACLE):
+        is_level = rows["kind"] == EventKind.LEVEL
+        levels = rows[is_level]
+        for m, side, price, size in zip(levels["market"].tolist(), levels["side"].tolist(),
+                                        levels["price"].tolist(), levels["size"].tolist()):
+            self.levels[m][(side, price)] = size  # the last size of each level wins
+        for row in (rows[~is_level] if len(levels) else rows).tolist():
+            self._event(feeds.Ev._make(row))
+        commands = self.batch.commands
+        if np.any(commands["kind"] == CommandKind.TICK):  # funding predictions move every tick
             self.markets_touched.update(range(len(pub.markets.specs)))
+        oracle = commands["market"][commands["kind"] == CommandKind.ORACLE]
+        self.markets_touched.update(m for m in oracle.tolist() if 0 <= m < len(pub.markets.specs))
         self._publish_public()
         self._publish_private()
 
     def _cloid_of_cmd(self, cmd: int, account: int) -> str | None:
+        if self._places is None:
+            c = self.batch.commands
+            self._places = (c["kind"] == CommandKind.PLACE) & ((c["cloid0"] | c["cloid1"] | c["cloid2"] | c["cloid3"]) != 0)
+        if not self._places[cmd]:
+            return None
         rec = self.batch.commands[cmd]
-        if rec["kind"] != CommandKind.PLACE or rec["account"] != account:
+        if rec["account"] != account:
             return None
         return unpack_cloid([rec["cloid0"], rec["cloid1"], rec["cloid2"], rec["cloid3"]])
 
-    def _event(self, ev: np.void) -> None:
-        kind, m, account, cmd = int(ev["kind"]), int(ev["market"]), int(ev["account"]), int(ev["cmd"])
+    def _event(self, ev: feeds.Ev) -> None:
+        kind, m, account, cmd = ev.kind, ev.market, ev.account, ev.cmd
         pub = self.pub
-        if kind == EventKind.LEVEL:
-            self.levels[m][(int(ev["side"]), int(ev["price"]))] = int(ev["size"])
-        elif kind == EventKind.FILL:
+        if kind == EventKind.FILL:
             self._fill(ev, m, cmd)
         elif kind == EventKind.ACCEPTED:
             first = cmd not in self.accepted_cmds
             self.accepted_cmds.add(cmd)
             cloid = self._cloid_of_cmd(cmd, account) if first else None
-            info = feeds.OrderInfo(account, m, int(ev["side"]), int(ev["price"]), int(ev["size"]), int(ev["size"]), cloid)
-            pub.orders[int(ev["oid"])] = info
-            self._order(int(ev["oid"]), info, "open")
+            info = feeds.OrderInfo(account, m, ev.side, ev.price, ev.size, ev.size, cloid)
+            pub.orders[ev.oid] = info
+            self._order(ev.oid, info, "open")
         elif kind in (EventKind.CANCELLED, EventKind.EXPIRED):
-            info = pub.orders.pop(int(ev["oid"]), None)
+            info = pub.orders.pop(ev.oid, None)
             if info is not None:
                 expired = kind == EventKind.EXPIRED
-                reason = "expired" if expired else CancelReason(int(ev["reason"])).name.lower()
-                self._order(int(ev["oid"]), info, "expired" if expired else "cancelled", reason)
+                reason = "expired" if expired else CancelReason(ev.reason).name.lower()
+                self._order(ev.oid, info, "expired" if expired else "cancelled", reason)
         elif kind == EventKind.AMENDED:
-            info = pub.orders.get(int(ev["oid"]))
+            info = pub.orders.get(ev.oid)
             if info is not None:
-                info.size += int(ev["size"]) - info.remaining
-                info.price, info.remaining = int(ev["price"]), int(ev["size"])
-                self._order(int(ev["oid"]), info, "open")
+                info.size += ev.size - info.remaining
+                info.price, info.remaining = ev.price, ev.size
+                self._order(ev.oid, info, "open")
         elif kind == EventKind.FUNDING:
             funding = feeds.user_funding(pub.markets, ev)
             pub._fundings[account].append(funding)
             self.fundings[account].append(funding)
             self.pos_touched[account].add(m)
         elif kind == EventKind.FUNDING_RATE:
-            pub._last_funding[m] = int(ev["oid"])
+            pub._last_funding[m] = ev.oid
             self.markets_touched.add(m)
         elif kind == EventKind.LIQUIDATION:
+            if m < 0:  # COLLATERAL and FEE steps concern the account, not a market
+                self.acct_touched.add(account)
+                return
             liq = feeds.liquidation(pub.markets, ev)
             if liq is not None:
                 self.liqs[m].append(liq)
@@ -275,31 +317,31 @@ class _BatchView:
             self.acct_touched.add(account)
 
     def _order(self, oid: int, info: feeds.OrderInfo, status: str, reason: str | None = None) -> None:
-        if self.pub._has(p.OrderUpdatesSub(account=info.account)):
-            self.order_updates[info.account][oid] = info.update(self.pub.markets, status, self.batch.ts_ns, reason, oid)
+        """Note an order's new state; the batch's last state of each order is published."""
+        self.orders_touched[oid] = (info, status, reason)
         self.acct_touched.add(info.account)
 
-    def _fill(self, ev: np.void, m: int, cmd: int) -> None:
+    def _fill(self, ev: feeds.Ev, m: int, cmd: int) -> None:
         pub = self.pub
         n = self.fills_per_cmd[cmd]
         self.fills_per_cmd[cmd] = n + 1
         trade_id = ((self.batch.first_seq + cmd) << TRADE_ID_SHIFT) + n
         self.trades[m].append(feeds.trade(pub.markets, ev, trade_id))
         self.markets_touched.add(m)
-        taker_oid, maker_oid = int(ev["oid"]), int(ev["maker_oid"])
+        taker_oid, maker_oid = ev.oid, ev.maker_oid
         taker, maker = pub.orders.get(taker_oid), pub.orders.get(maker_oid)
         taker_fill, maker_fill = feeds.user_fills(pub.engine, pub.markets, ev, trade_id,
                                                   taker.cloid if taker else None, maker.cloid if maker else None)
-        for account, fill in ((int(ev["account"]), taker_fill), (int(ev["maker_account"]), maker_fill)):
+        for account, fill in ((ev.account, taker_fill), (ev.maker_account, maker_fill)):
             pub._fills[account].append(fill)
             self.fills[account].append(fill)
             self.pos_touched[account].add(m)
-        size = int(ev["size"])
+        size = ev.size
         if taker is not None:
             taker.remaining -= size
             self._order_after_fill(taker_oid, taker)
         if maker is not None:
-            maker.remaining = int(ev["remaining"])
+            maker.remaining = ev.remaining
             self._order_after_fill(maker_oid, maker)
 
     def _order_after_fill(self, oid: int, info: feeds.OrderInfo) -> None:
@@ -335,9 +377,15 @@ class _BatchView:
                 pub._publish(key, p.MarketPush(pub._market_info(m)), "market")
 
     def _publish_private(self) -> None:
-        pub, seq = self.pub, self.pub.seq
-        for account in sorted(self.order_updates):
-            orders = [self.order_updates[account][oid] for oid in sorted(self.order_updates[account])]
+        pub, seq, ts = self.pub, self.pub.seq, self.batch.ts_ns
+        updates: dict[int, list[p.OrderUpdate]] = defaultdict(list)
+        for oid in sorted(self.orders_touched):
+            info, status, reason = self.orders_touched[oid]
+            pub.remember_order(oid, info, status, reason, ts)
+            if pub._has(p.OrderUpdatesSub(account=info.account)):
+                updates[info.account].append(info.update(pub.markets, status, ts, reason, oid))
+        for account in sorted(updates):
+            orders = updates[account]
             pub._publish(p.OrderUpdatesSub(account=account), p.OrderUpdatesPush(p.OrderUpdates(account, seq, False, orders)),
                          "orderUpdates")
         for account in sorted(self.fills):

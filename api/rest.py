@@ -5,6 +5,8 @@ Layout
 ------
 * ``POST /v1/action``: a ``SignedAction`` body (every REST action is signed) -> ``PostOk``
   (200) or ``PostError`` (429 rate limited, 503 writes suspended);
+* ``POST /v1/query``: a ``SignedQuery`` (scope ``read``) -> ``OrderUpdates``, ``OrderStatus``,
+  ``Positions``, ``AccountState`` or ``UserFills`` of the signing key's account;
 * ``GET /v1/book?market=`` -> ``BookResponse`` ``{seq, bids, asks}``, the whole book as of
   ``seq`` (the same ``seq`` the ``l2Delta`` channel uses); ``GET /v1/market?market=`` ->
   ``MarketInfo``;
@@ -26,6 +28,7 @@ from api import schema_doc
 from api.auth import AuthError
 from api.errors import GatewayCode, ProtocolError, compose_msg, wire_code
 from api.gateway import GATEWAY, Gateway
+from api.sequencer import SequencerUnavailable
 from engine.codes import Reject
 
 JSON = "application/json"
@@ -35,6 +38,7 @@ _STATUS_OF_ERROR = {wire_code(GatewayCode.WRITES_SUSPENDED): 503}
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/action", post_action)
+    app.router.add_post("/v1/query", post_query)
     app.router.add_get("/v1/book", get_book)
     app.router.add_get("/v1/market", get_market)
     app.router.add_get("/v1/schema", get_schema)
@@ -95,6 +99,46 @@ async def post_action(request: web.Request) -> web.Response:
     if isinstance(response, p.PostError):
         status = _STATUS_OF_ERROR.get(response.code, 429)
     return _ok(gw, "action", p.encode(response), status)
+
+
+_QUERY_KEYS = {p.OpenOrdersQuery: p.OrderUpdatesSub, p.PositionsQuery: p.PositionsSub, p.AccountQuery: p.AccountSub,
+               p.FillsQuery: p.UserFillsSub}
+
+
+async def post_query(request: web.Request) -> web.Response:
+    """A signed private read (scope ``read``): open orders, one order's status, positions,
+    the account, recent fills. Its nonce is journaled like an action's."""
+    gw = request.app[GATEWAY]
+    refused = _admit(gw, request)
+    if refused is not None:
+        return refused
+    limit = gw.limits.max_message_bytes
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(gw, GatewayCode.MESSAGE_TOO_LARGE, f"the limit is {limit} bytes", 413)
+    try:
+        signed = p.decode_signed_query(body, limit)
+    except ProtocolError as exc:
+        return error_response(gw, exc.code, exc.detail, 413 if exc.code == GatewayCode.MESSAGE_TOO_LARGE else 400)
+    try:
+        key = gw.auth.verify(key_id=signed.keyId, nonce=signed.nonce, signature=signed.signature,
+                             action=p.signed_action_object(body, "query"), scope="read", now_ms=gw.now_ms(),
+                             expires_after_ms=signed.expiresAfter)
+    except AuthError as exc:
+        return error_response(gw, exc.code, exc.detail or None, 403 if exc.code in _FORBIDDEN else 401)
+    try:
+        await gw.sequencer.record_nonce(signed.keyId, signed.nonce)
+    except SequencerUnavailable as exc:
+        return error_response(gw, GatewayCode.WRITES_SUSPENDED, str(exc), 503)
+    query = signed.query
+    if isinstance(query, p.OrderStatusQuery):
+        if query.oid is None and query.cloid is None:
+            return error_response(gw, Reject.ORDER_ID_MISSING, None, 400)
+        answer = gw.publisher.order_status(key.account, query.oid, query.cloid)
+    else:
+        answer = gw.publisher.snapshot_push(_QUERY_KEYS[type(query)](account=key.account)).data
+    return _ok(gw, "query", p.encode(answer))
 
 
 async def get_book(request: web.Request) -> web.Response:

@@ -38,9 +38,12 @@ from api.protocol import (
     PROTOCOL_VERSION,
     Action,
     BookResponse,
+    OrderStatus,
     Push,
+    Query,
     Request,
     SignedAction,
+    SignedQuery,
     Subscription,
 )
 
@@ -52,6 +55,9 @@ _ROOTS = {
     "signedAction": SignedAction,
     "push": Push,
     "bookResponse": BookResponse,
+    "query": Query,
+    "signedQuery": SignedQuery,
+    "orderStatus": OrderStatus,
 }
 
 

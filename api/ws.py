@@ -26,6 +26,7 @@ Known limitations
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -36,7 +37,8 @@ from api.connection import Connection
 from api.errors import GatewayCode, ProtocolError
 from api.gateway import GATEWAY, Gateway
 from api.protocol import _maybe_post_id
-from api.ratelimit import CLOSE_POLICY, CLOSE_TRY_AGAIN, Refusal
+from api.ratelimit import CLOSE_POLICY, Refusal
+from api.sequencer import SequencerUnavailable
 from engine.codes import Reject
 
 
@@ -54,6 +56,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(autoping=False, max_msg_size=2 * limit + 16, timeout=gw.config.close_grace_s,
                                compress=False)
     await ws.prepare(request)
+    _bound_send_buffer(request, gw.config.send_buffer_bytes)
     conn = gw.new_connection(ws, request.transport)
     posts: set[asyncio.Task] = set()
     try:
@@ -67,7 +70,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 _invalid(gw, conn, ProtocolError(GatewayCode.BINARY_FRAME, f"{len(msg.data)} bytes"))
             elif msg.type == WSMsgType.PING:
                 conn.limiter.last_inbound_ns = max(conn.limiter.last_inbound_ns, gw.clock_ns())
-                await ws.pong(msg.data)
+                conn.pong(msg.data)
             elif msg.type == WSMsgType.PONG:
                 conn.limiter.last_inbound_ns = max(conn.limiter.last_inbound_ns, gw.clock_ns())
             elif msg.type == WSMsgType.ERROR:
@@ -77,10 +80,15 @@ async def handle(request: web.Request) -> web.StreamResponse:
         for task in posts:
             task.cancel()
         await conn.finish()
-        reason = {None: "client", CLOSE_TRY_AGAIN: None}.get(conn.close_code, "server")
-        if reason is not None:
-            gw.metrics.inc("afterhours_connections_closed_total", reason=reason)
+        gw.metrics.inc("afterhours_connections_closed_total", reason=conn.close_reason)
     return ws
+
+
+def _bound_send_buffer(request: web.Request, size: int | None) -> None:
+    """A fixed kernel send buffer: a client that stops reading fills its queue sooner."""
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if size is not None and sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
 def _http_refusal(code: int, retry_after_ms: int | None, status: int, detail: str | None = None) -> web.Response:
@@ -98,7 +106,7 @@ def _on_text(gw: Gateway, conn: Connection, text: str, posts: set[asyncio.Task])
     too_big = conn.limiter.check_size(_byte_size(text, gw.limits.max_message_bytes))
     if too_big is not None:
         gw.count_reject(too_big.code)
-        conn.close(too_big.close, p.encode(p.error_push(too_big.code, too_big.detail)))
+        conn.close(too_big.close, p.encode(p.error_push(too_big.code, too_big.detail)), reason="too_large")
         return
     limited = conn.limiter.admit_message(now)
     if limited is not None:
@@ -135,8 +143,7 @@ def _invalid(gw: Gateway, conn: Connection, exc: ProtocolError) -> None:
     over = conn.limiter.record_invalid(gw.clock_ns())
     if over is not None:
         gw.count_reject(over.code)
-        gw.metrics.inc("afterhours_connections_closed_total", reason="invalid")
-        conn.close(CLOSE_POLICY, p.encode(p.error_push(over.code, over.detail)))
+        conn.close(CLOSE_POLICY, p.encode(p.error_push(over.code, over.detail)), reason="invalid")
 
 
 def _refuse(gw: Gateway, conn: Connection, refusal: Refusal, post_id: int | None = None, *,
@@ -241,8 +248,6 @@ async def run_post(gw: Gateway, post: p.Post, frame: str, session) -> p.PostResp
 
 
 async def _logon(gw: Gateway, conn: Connection, msg: p.Logon) -> None:
-    from api.sequencer import SequencerUnavailable
-
     try:
         session = gw.auth.logon(msg, gw.now_ms(), conn.session)
     except AuthError as exc:

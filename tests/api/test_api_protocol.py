@@ -93,6 +93,9 @@ PUSHES = [
 ]
 SIGNED_ACTION = p.SignedAction(action=BATCH_OF_THREE, keyId="ak_1", nonce=5, signature="ef" * 32)
 BOOK = p.BookResponse(seq=5, bids=LEVELS, asks=[])
+QUERIES = [p.SignedQuery(query=q, keyId="ak_1", nonce=5, signature="ef" * 32) for q in (
+    p.OpenOrdersQuery(), p.OrderStatusQuery(cloid="c-1"), p.PositionsQuery(), p.AccountQuery(), p.FillsQuery())]
+ORDER_STATUS = p.OrderStatus(3, 14, p.OrderUpdate("NVDA", 1, "buy", "180.05", "1", "0", "filled", 5, cloid="c-1"))
 
 
 def _walk(obj, seen: set[type]) -> None:
@@ -110,7 +113,7 @@ def _walk(obj, seen: set[type]) -> None:
 
 def test_the_samples_cover_every_wire_struct():
     seen: set[type] = set()
-    _walk([REQUESTS, PUSHES, SIGNED_ACTION, BOOK], seen)
+    _walk([REQUESTS, PUSHES, SIGNED_ACTION, BOOK, QUERIES, ORDER_STATUS], seen)
     wire = {
         obj for obj in vars(p).values()
         if isinstance(obj, type) and issubclass(obj, msgspec.Struct) and obj.__module__ == p.__name__
@@ -192,6 +195,17 @@ def test_format_decimal_never_writes_an_exponent_or_minus_zero():
     assert p.format_decimal(Decimal("-0.000")) == "0"
     assert p.format_decimal(Decimal("0.00000001")) == "0.00000001"
     assert p.format_decimal(Decimal("-12.50")) == "-12.50"
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=lambda q: type(q.query).__name__)
+def test_every_signed_query_round_trips(query):
+    assert p.decode_signed_query(p.encode(query)) == query
+
+
+def test_an_unknown_query_type_has_its_own_code():
+    with pytest.raises(ProtocolError) as caught:
+        p.decode_signed_query(b'{"query":{"type":"balances"},"keyId":"k","nonce":1,"signature":"ab"}')
+    assert caught.value.code == G.UNKNOWN_QUERY
 
 
 def test_action_tags_flatten_a_batch_in_order():

@@ -16,7 +16,8 @@ COMMITTED_REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "protocol.m
 
 def test_schema_has_every_root_and_every_struct():
     doc = schema_doc.schema()
-    assert set(doc["roots"]) == {"request", "action", "subscription", "signedAction", "push", "bookResponse"}
+    assert set(doc["roots"]) == {"request", "action", "subscription", "signedAction", "push", "bookResponse", "query",
+                                 "signedQuery", "orderStatus"}
     structs = {t.__name__ for t in vars(p).values()
                if isinstance(t, type) and issubclass(t, msgspec.Struct) and t.__module__ == p.__name__}
     assert structs - set(doc["$defs"]) == {"_Envelope"}

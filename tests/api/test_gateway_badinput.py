@@ -339,3 +339,79 @@ async def test_23_a_fast_client_clock_and_a_host_clock_stepping_back(node, ws):
     live = node.engine.state_hash()
     report = await asyncio.to_thread(replay_directory, f"{node.directory}/journal")
     assert report.state_hash == live
+
+
+async def test_13_invalid_messages_past_the_budget_close_1008_and_in_flight_posts_are_capped(tmp_path, aiohttp_client):
+    node = Node(tmp_path, limits=Limits(max_in_flight_posts=1))
+    await node.start()
+    try:
+        client = await aiohttp_client(node.app)
+        conn = WsClient(await client.ws_connect("/ws"), node)
+        await conn.logon(node.alice)
+        for k in (1, 2):
+            await conn.send(p.Post(k, place("NVDA", "buy", "1", "99.00")))
+        second = await conn.next("post", where=lambda x: x.data.id == 2)
+        assert second.data.response.code == -G.TOO_MANY_IN_FLIGHT
+        assert isinstance((await conn.next("post")).data.response, p.PostOk)
+        for _ in range(3):
+            await conn.send("{nope")
+        codes = [(await conn.error()).code for _ in range(4)]
+        assert codes == [-G.MALFORMED_JSON] * 3 + [-G.TOO_MANY_INVALID]
+        assert await conn.closed() == 1008
+    finally:
+        await node.sequencer.stop()
+
+
+async def test_12_a_rejected_place_may_be_retried_with_its_cloid(node, ws):
+    alice = await ws(node.alice)
+    first = await alice.post(place("NVDA", "buy", "1", "120.00", cloid="again"))  # outside the price band
+    assert first.statuses[0].code == -R.PRICE_OUTSIDE_BAND
+    second = await alice.post(place("NVDA", "buy", "1", "99.00", cloid="again"))
+    assert isinstance(second.statuses[0], p.Resting)
+
+
+async def test_a_degraded_node_answers_every_post_even_a_cached_retry(node, ws):
+    alice = await ws(node.alice)
+    kept = await alice.post(place("NVDA", "buy", "1", "99.00", cloid="kept"))
+    node.sequencer.healthy, node.sequencer.degraded_reason = False, "JournalFailed: fsync failed"
+    try:
+        await alice.send(node.signed(node.alice, place("NVDA", "buy", "1", "99.00", cloid="kept"), 8))
+        retry = (await alice.next("post")).data.response  # signed: its nonce cannot be journaled
+        assert retry.code == -G.WRITES_SUSPENDED
+        assert await alice.post(place("NVDA", "buy", "1", "99.00", cloid="kept")) == kept  # session: cached answer
+        fresh = await ws()
+        await fresh.send(node.logon(node.bob))
+        assert (await fresh.error()).code == -G.WRITES_SUSPENDED
+    finally:
+        node.sequencer.healthy, node.sequencer.degraded_reason = True, None
+
+
+async def test_4_a_batch_answers_each_action_in_order(node, ws):
+    alice = await ws(node.alice)
+    answer = await alice.post(p.Batch([
+        place("NVDA", "buy", "1", "99.00", cloid="ok-1"), place("NVDA", "buy", "1", "99.005"),
+        p.Cancel(market="NVDA", oid=123456), place("TSLA", "sell", "1", "250.05"),
+        p.Amend(market="NVDA", cloid="ok-1", size="0.5"),
+    ]))
+    kinds = [type(s).__name__ for s in answer.statuses]
+    assert kinds == ["Resting", "Rejected", "Rejected", "Resting", "Amended"]
+    assert [s.code for s in answer.statuses if isinstance(s, p.Rejected)] == [-R.PRICE_OFF_TICK, -R.UNKNOWN_ORDER]
+    assert answer.statuses[4].size == "0.500" and answer.statuses[4].cloid == "ok-1"
+    assert sorted(o.remaining_lots for o in node.engine.open_orders(ALICE)) == [100, 500]
+
+
+async def test_6_13_rest_reads_name_unknown_markets_and_rate_limit_per_address(tmp_path, aiohttp_client):
+    node = Node(tmp_path, limits=Limits(rest_per_ip_per_s=1, rest_per_ip_burst=3))
+    await node.start()
+    try:
+        client = await aiohttp_client(node.app)
+        unknown = await client.get("/v1/book", params={"market": "AAPL"})
+        assert unknown.status == 404 and (await unknown.json())["code"] == -R.UNKNOWN_MARKET
+        missing = await client.get("/v1/market")
+        assert missing.status == 400 and (await missing.json())["code"] == -G.MISSING_FIELD
+        assert (await client.get("/v1/book", params={"market": "NVDA"})).status == 200
+        limited = await client.get("/v1/book", params={"market": "NVDA"})
+        assert limited.status == 429 and (await limited.json())["code"] == -G.IP_REQUEST_RATE
+        assert int(limited.headers["Retry-After"]) >= 1
+    finally:
+        await node.sequencer.stop()

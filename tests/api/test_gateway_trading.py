@@ -11,7 +11,8 @@ import pytest
 import pytest_asyncio
 
 from api import protocol as p
-from engine.commands import Tick
+from api.ratelimit import Limits
+from engine.commands import OracleUpdate, Tick
 from gateway_harness import ALICE, BOB, NVDA, Node, WsClient, book_levels, place, warm_engine
 
 pytestmark = pytest.mark.asyncio
@@ -24,7 +25,8 @@ def _warm() -> None:
 
 @pytest_asyncio.fixture
 async def node(tmp_path):
-    node = Node(tmp_path)
+    # the tests move the clock by an hour (funding): no idle or age closes meanwhile
+    node = Node(tmp_path, limits=Limits(idle_timeout_s=10**6, max_connection_age_s=10**7))
     await node.start()
     yield node
     await node.sequencer.stop()
@@ -130,7 +132,8 @@ async def test_l2delta_snapshot_then_deltas_track_the_engine_book(node, aiohttp_
 
 
 async def test_rest_book_action_health_schema_and_metrics(node, aiohttp_client):
-    client = await aiohttp_client(node.app)
+    await connect(aiohttp_client, node)
+    client = node._client
     body = node.alice.signed_action("local", place("NVDA", "sell", "1", "101.00"), node.nonce())
     resp = await client.post("/v1/action", data=p.encode(body))
     assert resp.status == 200
@@ -148,3 +151,91 @@ async def test_rest_book_action_health_schema_and_metrics(node, aiohttp_client):
     for name in ("afterhours_engine_lag_seconds", "afterhours_batch_commands_bucket", "afterhours_journal_fsync_seconds_count",
                  "afterhours_connections ", "afterhours_rejects_total", "afterhours_published_total"):
         assert name in metrics or name.strip() in metrics, name
+
+
+async def test_reduce_only_triggers_and_the_dead_man_switch_on_the_wire(node, aiohttp_client):
+    alice = await connect(aiohttp_client, node, node.alice)
+    bob = await connect(aiohttp_client, node, node.bob)
+    await alice.subscribe(p.OrderUpdatesSub())
+    await bob.post(place("NVDA", "sell", "1", "100.00"))
+    await alice.post(place("NVDA", "buy", "1", "100.00"))  # alice is long 1
+    grow = await alice.post(place("NVDA", "buy", "1", "99.00", reduceOnly=True))
+    assert grow.statuses[0].code == -2006  # REDUCE_ONLY_WOULD_INCREASE
+    shrink = await alice.post(place("NVDA", "sell", "0.5", "101.00", reduceOnly=True))
+    assert isinstance(shrink.statuses[0], p.Resting)
+
+    stop = await alice.post(p.PlaceTrigger(market="NVDA", side="sell", triggerPrice="98.00"))
+    [placed] = stop.statuses
+    assert isinstance(placed, p.TriggerPlaced) and [t.tid for t in node.engine.triggers(ALICE)] == [placed.tid]
+    gone = await alice.post(p.CancelTrigger(market="NVDA", tid=placed.tid))
+    assert gone.statuses == [p.TriggerCancelled(placed.tid)] and node.engine.triggers(ALICE) == []
+
+    deadline_ms = node.clock.ms() + 60_000
+    scheduled = await alice.post(p.ScheduleCancel(at=deadline_ms))
+    assert scheduled.statuses == [p.Scheduled(deadline_ms)]
+    node.clock.advance(seconds=61)
+    await node.sequencer.submit(Tick(ts_ns=0))
+    fired = await alice.next("orderUpdates", where=lambda x: any(o.reason == "dead_man" for o in x.data.orders))
+    assert [o.status for o in fired.data.orders] == ["cancelled"]
+    assert node.engine.open_orders(ALICE) == []
+    cleared = await alice.post(p.ScheduleCancel())
+    assert cleared.statuses == [p.Scheduled(None)]
+
+
+async def test_market_and_l2book_channels(node, aiohttp_client):
+    watcher = await connect(aiohttp_client, node)
+    alice = await connect(aiohttp_client, node, node.alice)
+    await watcher.subscribe(p.MarketSub(market="TSLA"))
+    info = (await watcher.next("market")).data
+    assert (info.market, info.oracle, info.mark, info.mode, info.session) == ("TSLA", "250.00", "250.00", "external", "regular")
+    await watcher.subscribe(p.L2BookSub(market="TSLA", depth=2))
+    assert (await watcher.next("l2Book")).data.bids == []
+    await alice.post(p.Batch([place("TSLA", "buy", "1", price) for price in ("249.00", "249.50", "249.95")]))
+    top = (await watcher.next("l2Book")).data
+    assert top.bids == [("249.95", "1.00"), ("249.50", "1.00")]
+    await node.sequencer.submit(OracleUpdate(market=1, price=Decimal("251.00")))
+    moved = (await watcher.next("market", where=lambda x: x.data.oracle == "251.00")).data
+    assert moved.seq == node.sequencer.seq
+
+
+async def test_a_degraded_node_refuses_actions_and_says_so(node, aiohttp_client):
+    alice = await connect(aiohttp_client, node, node.alice)
+    node.sequencer.healthy, node.sequencer.degraded_reason = False, "OSError: [Errno 28] No space left on device"
+    before = node.engine.state_hash()
+    refused = await alice.post(place("NVDA", "buy", "1", "99.00"))
+    assert refused.code == -5901 and "No space left" in refused.msg  # WRITES_SUSPENDED
+    health = await node._client.get("/v1/health")
+    assert health.status == 503 and (await health.json())["status"] == "degraded"
+    assert node.engine.state_hash() == before
+    node.sequencer.healthy, node.sequencer.degraded_reason = True, None
+
+
+async def test_signed_rest_queries_read_the_signers_account_only(node, aiohttp_client):
+    alice = await connect(aiohttp_client, node, node.alice)
+    client = node._client
+    await alice.post(place("NVDA", "buy", "1", "99.00", cloid="keep"))
+    await alice.post(place("NVDA", "sell", "1", "101.00", cloid="gone"))
+    await alice.post(p.Cancel(market="NVDA", cloid="gone"))
+
+    async def query(signer, q):
+        nonce = node.nonce()
+        body = p.SignedQuery(q, signer.key_id, nonce, signer.sign("local", nonce, q))
+        resp = await client.post("/v1/query", data=p.encode(body))
+        return resp.status, json.loads(await resp.read())
+
+    status, orders = await query(node.alice, p.OpenOrdersQuery())
+    assert status == 200 and [o["cloid"] for o in orders["orders"]] == ["keep"] and orders["account"] == ALICE
+    status, gone = await query(node.alice, p.OrderStatusQuery(cloid="gone"))
+    assert gone["order"]["status"] == "cancelled" and gone["order"]["reason"] == "user"
+    status, unknown = await query(node.alice, p.OrderStatusQuery(cloid="never"))
+    assert status == 200 and unknown["order"] is None
+    status, account = await query(node.alice, p.AccountQuery())
+    assert account["collateral"] == "100000"
+    status, bobs = await query(node.bob, p.OrderStatusQuery(cloid="keep"))
+    assert bobs["order"] is None  # alice's order is not bob's to read
+    status, read_only = await query(node.reader, p.PositionsQuery())
+    assert status == 200 and read_only["positions"] == []
+    nonce = node.nonce()
+    forged = p.SignedQuery(p.FillsQuery(), "alice", nonce, node.bob.sign("local", nonce, p.FillsQuery()))
+    resp = await client.post("/v1/query", data=p.encode(forged))
+    assert resp.status == 401 and json.loads(await resp.read())["code"] == -5107

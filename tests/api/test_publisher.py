@@ -14,9 +14,9 @@ from api import protocol as p
 from api.actions import Markets
 from api.l2book import L2Book
 from api.publisher import Publisher
-from engine.commands import Cancel, Place, to_records
+from engine.commands import Cancel, Deposit, OracleUpdate, Place, Tick, to_records
 from engine.engine import Engine
-from gateway_harness import ALICE, BOB, CONFIG, NVDA, SETUP, SPECS, book_levels, warm_engine
+from gateway_harness import ALICE, BOB, CAROL, CONFIG, NVDA, SETUP, SPECS, book_levels, warm_engine
 
 T = 1_780_000_000_000_000_000
 
@@ -168,3 +168,80 @@ def test_unsubscribe_and_drop_stop_the_fan_out():
     feed.pub.drop(watcher)
     feed.run([sell(BOB, "1", "100.00"), buy(ALICE, "1", "100.00")])
     assert watcher.frames[1:] == []
+
+
+def test_a_backstop_liquidation_is_public_and_the_funds_fill_is_a_trade():
+    feed = Feed()
+    feed.run([Deposit(account=5, amount=Decimal("1000"))])
+    feed.run([sell(BOB, "95", "100.00"), buy(5, "95", "100.00")])
+    watcher = Recorder(1)
+    for key in (p.LiquidationsSub(), p.LiquidationsSub(market="NVDA"), p.TradesSub(market="NVDA")):
+        feed.pub.subscribe(watcher, key)
+    feed.run([OracleUpdate(market=0, price=Decimal("92.00")), buy(CAROL, "200", "91.50")])
+    feed.run([Tick(ts_ns=T + 10)])
+    pushes = watcher.pushes()
+    liqs = [push.data for push in pushes if isinstance(push, p.LiquidationsPush)]
+    assert len(liqs) == 2 and liqs[0] == liqs[1]  # the market's subscribers and the all-markets ones
+    assert [(x.kind, x.side, x.price, x.size) for x in liqs[0].events] == [("backstop", "long", "92.00", "95.000")]
+    [trades] = [push.data for push in pushes if isinstance(push, p.TradesPush)]
+    assert [(t.price, t.size, t.side) for t in trades.trades] == [("91.50", "19.000", "sell")]
+
+
+def test_a_random_stream_keeps_every_channel_equal_to_the_engine():
+    """A seeded stream of places, cancels, amends and IOCs by four accounts, in batches: after
+    each batch the client book equals the engine's, each account's open orders rebuilt from
+    ``orderUpdates`` equal ``Engine.open_orders``, and its positions those on ``positions``."""
+    import random
+
+    from engine.commands import Amend
+
+    rng = random.Random(20261130)
+    feed = Feed()
+    accounts = [ALICE, BOB, CAROL, 5]
+    feed.run([Deposit(account=5, amount=Decimal("100000"))])
+    book, watcher = L2Book("NVDA"), Recorder(0)
+    book.apply(p.decode_push(feed.pub.subscribe(watcher, p.L2DeltaSub(market="NVDA"))).data)
+    subs = {a: Recorder(a) for a in accounts}
+    opened: dict[int, dict[int, str]] = {}
+    sizes: dict[int, dict[str, str]] = {a: {} for a in accounts}
+    for a, rec in subs.items():
+        opened[a] = {o.oid: o.remaining for o in p.decode_push(feed.pub.subscribe(rec, p.OrderUpdatesSub(account=a))).data.orders}
+        feed.pub.subscribe(rec, p.PositionsSub(account=a))
+    for _ in range(25):
+        commands = []
+        for _ in range(rng.randint(1, 8)):
+            a = rng.choice(accounts)
+            live = feed.engine.open_orders(a)
+            roll = rng.random()
+            if roll < 0.15 and live:
+                commands.append(Cancel(market=0, account=a, oid=rng.choice(live).oid))
+            elif roll < 0.25 and live:
+                commands.append(Amend(market=0, account=a, oid=rng.choice(live).oid,
+                                      size=Decimal(rng.randint(1, 3)) / 2))
+            else:
+                side = rng.choice(["buy", "sell"])
+                price = Decimal(rng.randint(9900, 10100)) / 100
+                make = buy if side == "buy" else sell
+                commands.append(make(a, str(Decimal(rng.randint(1, 6)) / 4), str(price),
+                                     tif=rng.choice(["gtc", "gtc", "ioc"])))
+        feed.run(commands)
+        for push in watcher.pushes():
+            book.apply(push.data)
+        watcher.frames.clear()
+        assert book.bids() == book_levels(feed.engine, 0, 0, NVDA)
+        assert book.asks() == book_levels(feed.engine, 0, 1, NVDA)
+        for a, rec in subs.items():
+            for push in rec.pushes():
+                if isinstance(push, p.OrderUpdatesPush):
+                    for o in push.data.orders:
+                        if o.status == "open":
+                            opened[a][o.oid] = o.remaining
+                        else:
+                            opened[a].pop(o.oid, None)
+                else:
+                    sizes[a].update({x.market: x.size for x in push.data.positions})
+            rec.frames.clear()
+            engine_orders = {o.oid: p.format_decimal(NVDA.lot_size * o.remaining_lots) for o in feed.engine.open_orders(a)}
+            assert opened[a] == engine_orders
+            assert sizes[a].get("NVDA", "0") == p.format_decimal(NVDA.lot_size * feed.engine.position(a, 0).size_lots)
+    assert any(feed.engine.position(a, 0).size_lots for a in accounts)  # the stream did trade
