@@ -360,10 +360,13 @@ def table(r: dict) -> str:
         lines.append(f"  node sections skipped: {r['node_skipped']}")
         return "\n".join(lines)
     rt, b = r["roundtrip"], r["batch"]
+    refused = {name: r[name]["refused"] for name in ("roundtrip", "batch") if r[name]["refused"]}
+    if refused:
+        lines.append(f"  refused posts (counted in the figures): {refused}")
     lines.append(f"  single-order round trips   {rt['per_s']:>12,.0f} /s              {_lat(rt)}")
     lines.append(f"  batched order actions      {b['actions_per_s']:>12,.0f} actions/s       {_lat(b)} per post")
     for x in r["rate"]:
-        lines.append(f"  ack latency at {x['rate']:>6,}/s   answered {x['answers']:>8,}, "
+        lines.append(f"  ack latency at {x['rate']:>6,}/s   answered {x['answers']:>8,} (refused {x['refused']:,}), "
                      f"unanswered {x['unanswered']:,}   {_lat(x)}")
     for name in ("fanout", "fanout_stuck"):
         f = r[name]

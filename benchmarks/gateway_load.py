@@ -146,6 +146,9 @@ async def _rate_conns(conns: list, frames: list[OrderFrames], rate: float, start
                 if t_due is not None:
                     out["answers"] += 1
                     out["lat_us"].append((time.perf_counter() - t_due) * 1e6)
+                    if head.data["response"].get("type") != "ok":
+                        out["refused"] += 1
+                        out.setdefault("refusal", head.data["response"])
 
     readers = [asyncio.ensure_future(reader(i, ws)) for i, ws in enumerate(conns)]
     await _sleep_until(start)

@@ -4,6 +4,7 @@ They check that the harness counts and frames requests correctly, never how fast
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import multiprocessing as mp
 import time
@@ -44,3 +45,17 @@ def test_round_trips_against_the_echo_server():
         server.stop()
     assert result["answers"] > 0 and result["refused"] == 0
     assert result["actions"] >= 25 * result["answers"]
+
+
+def test_a_whole_run_with_minimal_sizes():
+    parser = argparse.ArgumentParser()
+    gateway.add_arguments(parser)
+    args = gateway.resolve(parser.parse_args(["--seconds", "0.5", "--procs", "1", "--connections", "2",
+                                              "--subscribers", "3", "--rates", "50"]))
+    result = gateway.run(args)
+    assert "node_skipped" not in result, result.get("node_skipped")
+    for name in ("roundtrip", "batch"):
+        assert result[name]["answers"] > 0 and result[name]["refused"] == 0 and result[name]["rejected"] == 0
+    assert result["rate"][0]["answers"] == 25 and result["rate"][0]["refused"] == 0
+    assert result["fanout"]["frames"] > 0 and set(result["targets"]) == set(gateway.TARGETS)
+    assert "targets" in gateway.table(result)
