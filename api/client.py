@@ -4,8 +4,8 @@ their acknowledgements, subscribe, keep local books, reconnect by itself.
 Layout
 ------
 * ``ClientConfig``: every knob, frozen, with defaults (a test locks them);
-* ``Client``: ``connect``/``close``; ``place``/``cancel``/``cancel_all``/``amend``/``batch``
-  (each awaits its one ``post`` answer); ``subscribe``/``unsubscribe``; ``book(market)``
+* ``Client``: ``connect``/``close``; ``place``/``cancel``/``cancel_all``/``amend``/``batch``/
+  ``schedule_cancel``, and ``post`` for any other action (each awaits its one answer); ``subscribe``/``unsubscribe``; ``book(market)``
   returns a self-resyncing ``api.client_book.LocalBook``; ``on(channel, callback)`` for every
   other push; small caches of what bots read most (``markets``, ``positions``, ``orders``,
   ``account``);
@@ -334,9 +334,10 @@ class Client:
 
     async def place(self, market: str, side: p.SideName, size: Number, price: Number | None = None, *,
                     order_type: str = "limit", tif: p.TifName = "gtc", stp: p.StpName = "expire_maker",
-                    cloid: str | None = None, expires_at_ms: int | None = None) -> p.ActionStatus:
+                    cloid: str | None = None, expires_at_ms: int | None = None,
+                    reduce_only: bool = False) -> p.ActionStatus:
         action = place_action(market, side, size, price, order_type=order_type, tif=tif, stp=stp,
-                              cloid=cloid, expires_at_ms=expires_at_ms)
+                              cloid=cloid, expires_at_ms=expires_at_ms, reduce_only=reduce_only)
         return (await self.post(action)).statuses[0]
 
     async def cancel(self, market: str, oid: int | None = None, *, cloid: str | None = None) -> p.ActionStatus:
@@ -350,6 +351,11 @@ class Client:
         action = p.Amend(market, oid, cloid, None if price is None else wire_decimal(price),
                          None if size is None else wire_decimal(size))
         return (await self.post(action)).statuses[0]
+
+    async def schedule_cancel(self, at_ms: int | None) -> p.ActionStatus:
+        """The dead-man switch: every open order is cancelled at the first tick at or after
+        ``at_ms`` (the node's clock) unless moved again; ``None`` clears it."""
+        return (await self.post(p.ScheduleCancel(at_ms))).statuses[0]
 
     async def batch(self, actions: list[p.BatchItem]) -> list[p.ActionStatus]:
         """Up to 50 place/cancel/amend actions; one status per action, in order."""
@@ -517,7 +523,8 @@ class Client:
 
 def place_action(market: str, side: p.SideName, size: Number, price: Number | None = None, *,
                  order_type: str = "limit", tif: p.TifName = "gtc", stp: p.StpName = "expire_maker",
-                 cloid: str | None = None, expires_at_ms: int | None = None) -> p.Place:
+                 cloid: str | None = None, expires_at_ms: int | None = None, reduce_only: bool = False) -> p.Place:
     """A ``Place`` with decimals written as wire strings."""
-    return p.Place(market, side, wire_decimal(size), None if price is None else wire_decimal(price),
-                   order_type, tif, stp, cloid, expires_at_ms)
+    return p.Place(market=market, side=side, size=wire_decimal(size),
+                   price=None if price is None else wire_decimal(price), orderType=order_type, tif=tif, stp=stp,
+                   cloid=cloid, expiresAt=expires_at_ms, reduceOnly=reduce_only)

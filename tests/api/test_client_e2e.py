@@ -159,3 +159,14 @@ async def test_demo_bots_quote_around_the_mark_and_the_taker_trades(node):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.mark.asyncio
+async def test_reduce_only_and_the_dead_man_switch_through_the_client(node):
+    async with client_for(node, node.alice) as client:
+        refused = await client.place("NVDA", "sell", "1", "100.50", reduce_only=True)  # no position to reduce
+        assert isinstance(refused, p.Rejected)
+        assert isinstance(await client.place("NVDA", "buy", "1", "99.50"), p.Resting)
+        status = await client.schedule_cancel(node.clock.ms() + 60_000)
+        assert not isinstance(status, p.Rejected), status
+        assert isinstance(await client.schedule_cancel(None), p.ActionStatus)
