@@ -72,6 +72,7 @@ class ClientConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     backoff_multiplier: float = 2.0
     max_in_flight: int = 100
     reconnect: bool = True
+    sync_clock: bool = True
 
 
 # ---------------------------------------------------------------------------- errors
@@ -130,8 +131,9 @@ class Client:
 
     def __init__(self, cfg: ClientConfig, signer: Signer | None = None, *, rng: random.Random | None = None,
                  session: aiohttp.ClientSession | None = None, clock_ms: Callable[[], int] | None = None):
-        """``rng`` draws the backoff jitter; ``clock_ms`` (default: the wall clock) gives the
-        logon nonces, which the node accepts from 30 s behind its clock to 1 s ahead."""
+        """``rng`` draws the backoff jitter; ``clock_ms`` (default: the wall clock), shifted by
+        the offset a ping measures (``sync_clock``), gives the logon nonces, which the node
+        accepts from 30 s behind its clock to 1 s ahead."""
         self.cfg = cfg
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.signer = signer
@@ -148,6 +150,8 @@ class Client:
         self._in_flight = asyncio.Semaphore(cfg.max_in_flight)
         self._sub_waiters: dict[p.Subscription, deque[asyncio.Future]] = {}
         self._logon_waiter: asyncio.Future | None = None
+        self._pong_waiters: deque[asyncio.Future] = deque()
+        self.clock_offset_ms = 0  # the server's clock minus ours, from the last ping before a logon
         self._subscriptions: dict[p.Subscription, None] = {}  # insertion-ordered set
         self._books: dict[str, LocalBook] = {}
         self._handlers: dict[str, list[Callable[[Any], None]]] = {}
@@ -241,6 +245,8 @@ class Client:
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(ws))
         try:
             if self.signer is not None:
+                if self.cfg.sync_clock:
+                    await self._sync_clock()
                 await self._logon()
             for sub in list(self._subscriptions):
                 await self._send_subscription(sub, subscribe=True)
@@ -261,6 +267,8 @@ class Client:
         waiters = list(self._posts.values()) + [f for q in self._sub_waiters.values() for f in q]
         if self._logon_waiter is not None:
             waiters.append(self._logon_waiter)
+        waiters += self._pong_waiters
+        self._pong_waiters.clear()
         self._posts.clear()
         self._sub_waiters.clear()
         self._logon_waiter = None
@@ -305,8 +313,20 @@ class Client:
 
     def _next_nonce(self) -> int:
         """The clock in ms, strictly increasing (two logons in one ms get two nonces)."""
-        self._last_nonce = max(self._clock_ms(), self._last_nonce + 1)
+        self._last_nonce = max(self._clock_ms() + self.clock_offset_ms, self._last_nonce + 1)
         return self._last_nonce
+
+    async def _sync_clock(self) -> None:
+        """Ping and take the server's clock from the pong: offset = server time − the local
+        clock at the midpoint of the round trip. Nonces then follow the server's clock, which
+        a node may run shifted (a demo on a weekend)."""
+        fut = asyncio.get_running_loop().create_future()
+        self._pong_waiters.append(fut)
+        sent = self._clock_ms()
+        await self._send(p.Ping())
+        pong = await self._await(fut)
+        received = self._clock_ms()
+        self.clock_offset_ms = pong.time - (sent + received) // 2
 
     async def _await(self, fut: asyncio.Future) -> Any:
         try:
@@ -442,6 +462,11 @@ class Client:
                 self._resolve_subscription(ack.subscription, None)
             case p.LogonPush(data=ok):
                 self._resolve_logon(ok, None)
+            case p.PongPush(data=pong):
+                if self._pong_waiters:
+                    fut = self._pong_waiters.popleft()
+                    if not fut.done():
+                        fut.set_result(pong)
             case p.ErrorPush(data=err):
                 self._on_error(err)
             case p.L2DeltaPush(data=delta):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
 
 import msgspec
 import pytest
@@ -74,7 +75,7 @@ def test_config_defaults_are_locked():
     assert msgspec.to_builtins(ClientConfig("ws://h:1/ws")) == {
         "url": "ws://h:1/ws", "network": "local", "ack_timeout_s": 10.0, "heartbeat_interval_s": 10.0,
         "heartbeat_timeout_s": 30.0, "backoff_initial_s": 0.05, "backoff_max_s": 5.0,
-        "backoff_multiplier": 2.0, "max_in_flight": 100, "reconnect": True,
+        "backoff_multiplier": 2.0, "max_in_flight": 100, "reconnect": True, "sync_clock": True,
     }
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert({"url": "ws://h:1/ws", "retries": 3}, ClientConfig)
@@ -272,3 +273,14 @@ async def test_a_lost_resync_snapshot_is_asked_for_again(gateway):
         await eventually(lambda: local_view(book) == server_view(gateway, "NVDA"))
         assert dropped == [False, True]
         assert [r.kind for r in book.resyncs] == ["SequenceGap", "timeout"]
+
+
+@pytest.mark.asyncio
+async def test_logon_nonces_follow_the_servers_clock_when_ours_is_off(gateway):
+    skewed = lambda: int(time.time() * 1000) - 3_600_000  # noqa: E731 - an hour behind
+    async with Client(ClientConfig(gateway.url, **FAST), gateway.signer, clock_ms=skewed) as client:
+        assert abs(client.clock_offset_ms - 3_600_000) < 5_000 and gateway.logons == 1
+    cfg = ClientConfig(gateway.url, **{**FAST, "sync_clock": False, "reconnect": False})
+    with pytest.raises(RequestFailed) as failed:
+        await Client(cfg, gateway.signer, clock_ms=skewed).connect()
+    assert failed.value.code == -5121  # too old
