@@ -64,10 +64,11 @@ def do_deposit(c, i, ev, n, mkt, acct_head, ctr, acc, pos):
 
 @njit(cache=True, _nrt=False)
 def withdraw_floor(pos, mkt, a):
-    """max(Σ IM of positions and orders, 10% of position notional, rounded up)."""
+    """max(Σ IM the cross collateral backs, 10% of the cross positions' notional, rounded up)."""
     notional = 0
     for m in range(mkt.shape[0]):
-        notional += position_notional(pos, mkt, a, m)
+        if pos[a, m]["iso"] == 0:
+            notional += position_notional(pos, mkt, a, m)
     im = total_im(pos, mkt, a)
     q = notional // PPM
     r = notional % PPM

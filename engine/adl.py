@@ -9,7 +9,8 @@ collateral ``left``), the amount the fund cannot cover is
 (nothing when ``left ≥ 0`` or the fund's equity is still ≥ 0). It is collected by closing the
 positions just taken, markets in id order, against opposite positions of other accounts:
 
-* **Ranking.** Accounts (not the fund) with a position of the opposite sign and equity > 0,
+* **Ranking.** Accounts (not the fund) with a position of the opposite sign and equity > 0
+  (an isolated position's own equity, bucket + uPnL, which also pays its share),
   best first by ``uPnL of the position at the mark / equity of the account`` descending —
   the PnL ratio on the mark value times the effective leverage, ``(uPnL/V)·(V/equity)`` —
   compared exactly (``engine.liquidation.ratio_cmp``), ties by ascending account.
@@ -37,7 +38,16 @@ from numba import njit
 from engine.emit import emit
 from engine.kernel_consts import E_LIQUIDATION, LQ_ADL
 from engine.liquidation import pro_rata_ceil, ratio_cmp
-from engine.risk import apply_fill, equity_atoms
+from engine.risk import apply_fill, equity_atoms, iso_equity_atoms
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def scope_equity(acc, pos, mkt, c, m):
+    """The equity that backs ``c``'s position in ``m``: the account's cross equity, or the
+    position's own (bucket + uPnL) when it is isolated."""
+    if pos[c, m]["iso"] != 0:
+        return iso_equity_atoms(pos, mkt, c, m)
+    return equity_atoms(acc, pos, mkt, c)
 
 
 @njit(cache=True, _nrt=False)
@@ -53,7 +63,7 @@ def best_counterparty(acc, pos, mkt, m, sign):
         size = pos[c, m]["size"]
         if size == 0 or (size > 0) == (sign > 0):
             continue
-        eq = equity_atoms(acc, pos, mkt, c)
+        eq = scope_equity(acc, pos, mkt, c, m)
         if eq <= 0:
             continue
         upnl = size * mark * atl - pos[c, m]["cost"]
@@ -82,14 +92,17 @@ def deleverage_market(ev, n, i, ts, mkt, ctr, acc, pos, m, taken, need):
             break
         mag = -sign * pos[c, m]["size"]
         q = mag if mag < left else left
-        apply_fill(acc, pos, mkt, fund, m, fund_side, q, mark, 0, ctr)
-        apply_fill(acc, pos, mkt, c, m, 1 - fund_side, q, mark, 0, ctr)
         paid = pro_rata_ceil(need, q, left)
-        eq = equity_atoms(acc, pos, mkt, c)
+        eq = scope_equity(acc, pos, mkt, c, m)  # the close at the mark below moves no equity
         if paid > eq:
             paid = eq if eq > 0 else 0
-        acc[c]["collateral"] -= paid
+        if pos[c, m]["iso"] != 0:
+            pos[c, m]["margin"] -= paid  # before the close, which may release the bucket
+        else:
+            acc[c]["collateral"] -= paid
         acc[fund]["collateral"] += paid
+        apply_fill(acc, pos, mkt, fund, m, fund_side, q, mark, 0, ctr)
+        apply_fill(acc, pos, mkt, c, m, 1 - fund_side, q, mark, 0, ctr)
         need -= paid
         left -= q
         n = emit(ev, n, E_LIQUIDATION, i, ts, m, c, 0, 1 - fund_side, mark, -sign * q, paid, 0, LQ_ADL)

@@ -148,6 +148,7 @@ C_RO = 14  # resting reduce-only orders, all accounts and markets
 C_RO_DUE = 15  # 1 + the market where a fill closed or flipped a position with reduce-only orders; 0: none
 C_NTRIG = 16  # live trigger orders
 C_TRIG_SEQ = 17  # trigger ids issued
+C_ISO = 18  # (account, market) pairs in isolated margin mode (pos["iso"] == 1)
 N_COUNTERS = 24
 
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)

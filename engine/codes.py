@@ -45,6 +45,8 @@ class Reject(IntEnum):
     LEVERAGE_INVALID = 1024
     DEADLINE_IN_PAST = 1025
     TRIGGER_PRICE_INVALID = 1026
+    MARGIN_MODE_INVALID = 1027
+    MARGIN_AMOUNT_INVALID = 1028
 
     INSUFFICIENT_MARGIN = 2001
     POSITION_LIMIT = 2002
@@ -53,6 +55,10 @@ class Reject(IntEnum):
     OI_CAP_REACHED = 2005
     REDUCE_ONLY_WOULD_INCREASE = 2006
     TRIGGER_NEEDS_POSITION = 2007
+    MARGIN_MODE_NOT_FLAT = 2008
+    NOT_ISOLATED = 2009
+    MARGIN_ADD_TOO_LARGE = 2010
+    MARGIN_REMOVE_TOO_LARGE = 2011
 
     FOK_NOT_FILLABLE = 3001
     POST_ONLY_WOULD_CROSS = 3002
@@ -99,6 +105,8 @@ MESSAGES: dict[Reject, str] = {
     Reject.LEVERAGE_INVALID: "Leverage must be a whole number from 1 to the maximum of the position's margin tier.",
     Reject.DEADLINE_IN_PAST: "The dead-man deadline must be after the time the command was received (0 clears it).",
     Reject.TRIGGER_PRICE_INVALID: "The trigger price must be positive and at most 2^40 ticks.",
+    Reject.MARGIN_MODE_INVALID: "The margin mode must be cross or isolated.",
+    Reject.MARGIN_AMOUNT_INVALID: "The margin amount must be a non-zero number of whole atoms (1e-6 USD), at most 2^60 atoms either way.",
     Reject.INSUFFICIENT_MARGIN: "The account's available margin does not cover the initial margin this order adds.",
     Reject.POSITION_LIMIT: "The order could take the position (or the account's total) beyond the engine's position limit.",
     Reject.WITHDRAW_TOO_LARGE: "The withdrawal exceeds the collateral, or would leave equity below max(total initial margin, 10% of position notional).",
@@ -106,6 +114,10 @@ MESSAGES: dict[Reject, str] = {
     Reject.OI_CAP_REACHED: "The market's open-interest cap is reached (a quarter of it while the market is dark): only orders that reduce a position are accepted.",
     Reject.REDUCE_ONLY_WOULD_INCREASE: "The reduce-only order would open or add to a position: it needs an open position on the other side in that market.",
     Reject.TRIGGER_NEEDS_POSITION: "A position TP/SL (no size) needs an open position that an order on its side would close.",
+    Reject.MARGIN_MODE_NOT_FLAT: "The margin mode of a market can only change while the account has no position and no open orders in it.",
+    Reject.NOT_ISOLATED: "Margin can only be added to or removed from an open isolated position; this market is cross or the position is flat.",
+    Reject.MARGIN_ADD_TOO_LARGE: "The amount exceeds the cross collateral, or would leave cross equity below the account's total initial margin.",
+    Reject.MARGIN_REMOVE_TOO_LARGE: "Removing this much would take the isolated margin below zero or the position's equity below its initial margin.",
     Reject.FOK_NOT_FILLABLE: "The fill-or-kill order cannot be filled in full right now; nothing was done.",
     Reject.POST_ONLY_WOULD_CROSS: "The post-only order would take liquidity; it was not placed.",
     Reject.UNKNOWN_ORDER: "No open order with this id exists in this market.",
@@ -161,6 +173,8 @@ class CommandKind(IntEnum):
     SCHEDULE_CANCEL = 13
     PLACE_TRIGGER = 14
     CANCEL_TRIGGER = 15
+    SET_MARGIN_MODE = 16
+    ADJUST_MARGIN = 17
 
 
 class EventKind(IntEnum):
@@ -180,6 +194,7 @@ class EventKind(IntEnum):
     MODE = 14  # reason = MarketMode, oid = band reference, price = oracle, size = band low, remaining = band high (ticks)
     SCHEDULE = 15  # a dead-man deadline set: account, size = the deadline (ns; 0 = cleared), market = -1
     TRIGGER = 16  # reason = TriggerStep, oid = trigger id, price = trigger price, size = lots (0: the whole position)
+    MARGIN = 17  # margin mode set or isolated margin moved: reason = MarginMode, size = atoms into the bucket, remaining = bucket after
 
 
 class TriggerStep(IntEnum):
@@ -221,6 +236,13 @@ class FundingDark(IntEnum):
     NORMAL = 0
     SCALED = 1  # the hour's rate × 0.5, rounded toward zero
     PAUSED = 2  # no funding
+
+
+class MarginMode(IntEnum):
+    """How a position is margined (mechanics.md §2, docs/risk.md "Isolated margin")."""
+
+    CROSS = 0  # the account's collateral backs every cross position together
+    ISOLATED = 1  # the position has its own margin bucket and is liquidated alone
 
 
 class OrderFlag(IntFlag):

@@ -34,6 +34,7 @@ from engine.codes import (
     CommandKind,
     EventKind,
     LiquidationStep,
+    MarginMode,
     MarketMode,
     OracleFlag,
     OrderFlag,
@@ -254,6 +255,26 @@ class ScheduleCancel(msgspec.Struct, tag="schedule_cancel", frozen=True, forbid_
     ts_ns: int = 0
 
 
+class SetMarginMode(msgspec.Struct, tag="set_margin_mode", frozen=True, forbid_unknown_fields=True):
+    """The account's margin mode in one market, ``"cross"`` or ``"isolated"`` (risk engines);
+    only while it has no position and no open orders there (docs/risk.md "Isolated margin")."""
+
+    account: int
+    market: int
+    mode: Literal["cross", "isolated"]
+    ts_ns: int = 0
+
+
+class AdjustMargin(msgspec.Struct, tag="adjust_margin", frozen=True, forbid_unknown_fields=True):
+    """Move USD between the cross collateral and an open isolated position's margin:
+    ``amount`` > 0 adds to the position, < 0 takes back to cross."""
+
+    account: int
+    market: int
+    amount: Decimal
+    ts_ns: int = 0
+
+
 Action = Union[Place, Cancel, Amend]
 
 
@@ -265,7 +286,7 @@ class Batch(msgspec.Struct, tag="batch", frozen=True, forbid_unknown_fields=True
 
 
 Command = Union[Place, Cancel, CancelAll, Amend, SetMark, Tick, Batch, Deposit, Withdraw, SetLeverage, OracleUpdate,
-                MarketAdmin, PlaceTrigger, CancelTrigger, ScheduleCancel]
+                MarketAdmin, PlaceTrigger, CancelTrigger, ScheduleCancel, SetMarginMode, AdjustMargin]
 
 
 # ---------------------------------------------------------------------------- events
@@ -361,6 +382,18 @@ class Leverage(msgspec.Struct, tag="leverage", frozen=True):
     leverage: int
 
 
+class Margin(msgspec.Struct, tag="margin", frozen=True):
+    """A margin mode set (``amount_atoms`` 0) or isolated margin moved: ``amount_atoms`` into
+    the position's bucket (< 0: back to cross), ``margin_atoms`` the bucket after."""
+
+    cmd: int
+    market: int
+    account: int
+    mode: MarginMode
+    amount_atoms: int
+    margin_atoms: int
+
+
 class Mark(msgspec.Struct, tag="mark", frozen=True):
     cmd: int
     market: int
@@ -447,7 +480,7 @@ class Schedule(msgspec.Struct, tag="schedule", frozen=True):
 
 
 Event = Union[Accepted, Rejected, Fill, Cancelled, Expired, Amended, Level, Balance, Leverage, Mark, Funding,
-              FundingRate, Liquidation, Mode, Trigger, Schedule]
+              FundingRate, Liquidation, Mode, Trigger, Schedule, Margin]
 
 
 class OpenOrder(msgspec.Struct, frozen=True):
@@ -503,6 +536,8 @@ def events_to_structs(events: np.ndarray) -> list[Event]:
             out.append(Mode(cmd, market, MarketMode(reason), price, oid, size, remaining))
         elif kind == EventKind.SCHEDULE:
             out.append(Schedule(cmd, account, size))
+        elif kind == EventKind.MARGIN:
+            out.append(Margin(cmd, market, account, MarginMode(reason), size, remaining))
         else:
             raise AssertionError(f"unknown event kind {kind}")
     return out
@@ -586,7 +621,8 @@ class _Writer:
 
 
 _SINGLE_COMMANDS = (Place, Cancel, CancelAll, Amend, SetMark, Tick, Deposit, Withdraw, SetLeverage, OracleUpdate,
-                    MarketAdmin, PlaceTrigger, CancelTrigger, ScheduleCancel)
+                    MarketAdmin, PlaceTrigger, CancelTrigger, ScheduleCancel, SetMarginMode, AdjustMargin)
+_MARGIN_MODES = {"cross": MarginMode.CROSS, "isolated": MarginMode.ISOLATED}
 _TRIGGER_FLAGS = {("stop", "mark"): 0, ("take_profit", "mark"): 1, ("stop", "last"): 2, ("take_profit", "last"): 3}
 _ADMIN_ACTIONS = {"halt": AdminAction.HALT, "resume": AdminAction.RESUME, "list": AdminAction.LIST}
 
@@ -697,6 +733,19 @@ def _write(cmd: Command, rec: np.void, specs: Sequence[MarketSpec]) -> None:
         rec["kind"] = CommandKind.SCHEDULE_CANCEL
         w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)
         w.int_field("expires_at", cmd.at_ns, Reject.VALUE_OVERFLOW, 0, units.INT64_MAX)
+    elif isinstance(cmd, SetMarginMode):
+        rec["kind"] = CommandKind.SET_MARGIN_MODE
+        w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)
+        w.market(cmd.market)
+        if isinstance(cmd.mode, str) and cmd.mode in _MARGIN_MODES:
+            rec["size"] = int(_MARGIN_MODES[cmd.mode])
+        else:
+            w.fail(Reject.MARGIN_MODE_INVALID)
+    elif isinstance(cmd, AdjustMargin):
+        rec["kind"] = CommandKind.ADJUST_MARGIN
+        w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)
+        w.market(cmd.market)
+        w.decimal_field("size", cmd.amount, Decimal(1) / units.ATOMS_PER_USD, _to_signed_atoms)
     elif isinstance(cmd, SetLeverage):
         rec["kind"] = CommandKind.SET_LEVERAGE
         w.int_field("account", cmd.account, Reject.UNKNOWN_ACCOUNT, 0, INT32_MAX)
@@ -711,6 +760,17 @@ def _to_atoms(amount: Decimal, _step: Decimal) -> int:
         return units.to_atoms(amount)
     except units.UnitError as err:
         raise units.UnitError(Reject.AMOUNT_INVALID, str(err)) from None
+
+
+def _to_signed_atoms(amount: Decimal, _step: Decimal) -> int:
+    """Atoms of a signed amount; a fraction of an atom or a magnitude past 2^60 is refused."""
+    try:
+        atoms = units.to_atoms(abs(amount))
+    except units.UnitError as err:
+        raise units.UnitError(Reject.MARGIN_AMOUNT_INVALID, str(err)) from None
+    if atoms > 1 << 60:
+        raise units.UnitError(Reject.MARGIN_AMOUNT_INVALID, "amount above 2^60 atoms")
+    return -atoms if amount < 0 else atoms
 
 
 def count_records(commands: Sequence[Command]) -> int:

@@ -40,7 +40,7 @@ from engine.commands import (
 from engine.impact import MAX_IMPACT_NOTIONAL_ATOMS, impact_price_ticks
 from engine.kernel import apply_kernel
 from engine.liq_price import position_liquidation_price
-from engine.risk import ACCOUNT_DTYPE, POSITION_DTYPE, equity_atoms, total_im, total_mm
+from engine.risk import ACCOUNT_DTYPE, POSITION_DTYPE, equity_atoms, iso_equity_atoms, total_im, total_mm
 from engine.risk_state import (
     ModeView,
     PositionView,
@@ -262,10 +262,18 @@ class Engine:
 
     def position(self, account: int, market: int) -> PositionView:
         p = self.pos[account, market]
-        return PositionView(int(p["size"]), int(p["cost"]), int(p["lev"]), int(p["realized"]), int(p["funding"]))
+        return PositionView(int(p["size"]), int(p["cost"]), int(p["lev"]), int(p["realized"]), int(p["funding"]),
+                            bool(p["iso"]), int(p["margin"]))
 
     def equity(self, account: int) -> int:
+        """Cross equity: collateral + the cross positions' uPnL (isolated ones excluded)."""
         return int(equity_atoms(self.acc, self.pos, self.mkt, account))
+
+    def isolated_equity(self, account: int, market: int) -> int:
+        """An isolated position's equity: its margin bucket + its uPnL at the mark (0 for cross)."""
+        if not self.pos[account, market]["iso"]:
+            return 0
+        return int(iso_equity_atoms(self.pos, self.mkt, account, market))
 
     def initial_margin(self, account: int) -> int:
         return int(total_im(self.pos, self.mkt, account))

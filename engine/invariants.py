@@ -4,8 +4,9 @@ Raises ``AssertionError`` naming the first broken invariant. Slow (Python loops 
 live orders), so tests run it on small engines after every command.
 
 Risk state (engine/risk.py): conservation to the atom ``Σ collateral (insurance fund
-included) + fees − Σ cost = deposits − withdrawals``; per market long lots = short lots =
-``oi``; each position's order exposure (``bid_*``/``ask_*``) equals the sums over its
+included) + Σ isolated margin + fees − Σ cost = deposits − withdrawals``; only open
+isolated positions hold margin, and ``C_ISO`` counts the isolated pairs (never the fund's);
+per market long lots = short lots = ``oi``; each position's order exposure (``bid_*``/``ask_*``) equals the sums over its
 account's resting orders; open-position counts agree; the insurance fund never rests an order
 (its IOCs are filled or cancelled within their tick). Sums are taken in Python integers,
 so a wrapped int64 shows up as a broken equation rather than a silent one. Dead-man
@@ -22,6 +23,7 @@ from engine.book import (
     C_DMS,
     C_FEES,
     C_FREE_TOP,
+    C_ISO,
     C_HEAP_N,
     C_LIVE,
     C_NPOS,
@@ -129,11 +131,17 @@ def _check_risk(engine, resting: set[int]) -> None:
     fund = len(acc) - 1
     assert all(int(engine.orders[s]["account"]) != fund for s in resting), "the insurance fund has a resting order"
     collateral = sum(int(x) for x in acc["collateral"])
+    margin = sum(int(x) for x in pos["margin"].reshape(-1))
     cost = sum(int(x) for x in pos["cost"].reshape(-1))
     fees, deposits, withdrawals = int(ctr[C_FEES]), int(ctr[C_DEPOSITS]), int(ctr[C_WITHDRAWALS])
-    assert collateral + fees - cost == deposits - withdrawals, (
-        f"conservation: collateral {collateral} + fees {fees} - cost {cost} != "
+    assert collateral + margin + fees - cost == deposits - withdrawals, (
+        f"conservation: collateral {collateral} + margin {margin} + fees {fees} - cost {cost} != "
         f"deposits {deposits} - withdrawals {withdrawals}")
+    iso = pos["iso"]
+    assert np.all((iso == 0) | (iso == 1)), "a margin mode outside {cross, isolated}"
+    assert not np.any(iso[-1]), "the insurance fund has an isolated position"
+    assert int(ctr[C_ISO]) == int(iso.sum()), "the isolated-pair counter is wrong"
+    assert not np.any(pos["margin"][(iso == 0) | (pos["size"] == 0)]), "margin held by a cross or flat position"
     for m in range(nm):
         sizes = [int(x) for x in pos["size"][:, m]]
         longs = sum(s for s in sizes if s > 0)

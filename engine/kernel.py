@@ -30,11 +30,13 @@ from engine.book import (
 from engine.codes import MAX_BATCH_ACTIONS
 from engine.dead_man import do_schedule_cancel, fire_deadlines
 from engine.emit import emit_reject
+from engine.isolated import do_adjust_margin, do_set_margin_mode
 from engine.kernel_consts import (
     K_AMEND,
     K_BATCH,
     K_CANCEL,
     K_CANCEL_ALL,
+    K_ADJUST_MARGIN,
     K_CANCEL_TRIGGER,
     K_DEPOSIT,
     K_MARKET_ADMIN,
@@ -43,6 +45,7 @@ from engine.kernel_consts import (
     K_PLACE_TRIGGER,
     K_SCHEDULE_CANCEL,
     K_SET_LEVERAGE,
+    K_SET_MARGIN_MODE,
     K_SET_MARK,
     K_TICK,
     K_WITHDRAW,
@@ -188,6 +191,10 @@ def apply_kernel(cmds, start, ev, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits
             n = do_set_leverage(c, i, ev, n, mkt, acct_head, ctr, acc, pos)
         elif kind == K_SCHEDULE_CANCEL:
             n = do_schedule_cancel(c, i, ev, n, acct_head, ctr, acc)
+        elif kind == K_SET_MARGIN_MODE:
+            n = do_set_margin_mode(c, i, ev, n, mkt, acct_head, ctr, acc, pos)
+        elif kind == K_ADJUST_MARGIN:
+            n = do_adjust_margin(c, i, ev, n, mkt, acct_head, ctr, acc, pos)
         elif kind == K_BATCH:
             left = ncmd - i - 1
             cnt = c["size"]

@@ -13,6 +13,7 @@ from engine.codes import (
     EventKind,
     FundingDark,
     LiquidationStep,
+    MarginMode,
     MarketMode,
     OracleFlag,
     OrderFlag,
@@ -40,6 +41,8 @@ K_MARKET_ADMIN = int(CommandKind.MARKET_ADMIN)
 K_SCHEDULE_CANCEL = int(CommandKind.SCHEDULE_CANCEL)
 K_PLACE_TRIGGER = int(CommandKind.PLACE_TRIGGER)
 K_CANCEL_TRIGGER = int(CommandKind.CANCEL_TRIGGER)
+K_SET_MARGIN_MODE = int(CommandKind.SET_MARGIN_MODE)
+K_ADJUST_MARGIN = int(CommandKind.ADJUST_MARGIN)
 
 E_ACCEPTED = int(EventKind.ACCEPTED)
 E_REJECTED = int(EventKind.REJECTED)
@@ -57,6 +60,9 @@ E_LIQUIDATION = int(EventKind.LIQUIDATION)
 E_MODE = int(EventKind.MODE)
 E_SCHEDULE = int(EventKind.SCHEDULE)
 E_TRIGGER = int(EventKind.TRIGGER)
+E_MARGIN = int(EventKind.MARGIN)
+MM_CROSS = int(MarginMode.CROSS)
+MM_ISOLATED = int(MarginMode.ISOLATED)
 TS_PLACED = int(TriggerStep.PLACED)
 TS_FIRED = int(TriggerStep.FIRED)
 TS_CANCELLED = int(TriggerStep.CANCELLED)
@@ -148,3 +154,9 @@ R_TRIGGER_POSITION = int(Reject.TRIGGER_NEEDS_POSITION)
 R_TRIGGER_FULL = int(Reject.TRIGGER_BOOK_FULL)
 R_UNKNOWN_TRIGGER = int(Reject.UNKNOWN_TRIGGER)
 R_MARKET_WITH_PRICE = int(Reject.MARKET_ORDER_WITH_PRICE)
+R_MARGIN_MODE_INVALID = int(Reject.MARGIN_MODE_INVALID)
+R_MARGIN_AMOUNT_INVALID = int(Reject.MARGIN_AMOUNT_INVALID)
+R_MARGIN_MODE_NOT_FLAT = int(Reject.MARGIN_MODE_NOT_FLAT)
+R_NOT_ISOLATED = int(Reject.NOT_ISOLATED)
+R_MARGIN_ADD = int(Reject.MARGIN_ADD_TOO_LARGE)
+R_MARGIN_REMOVE = int(Reject.MARGIN_REMOVE_TOO_LARGE)

@@ -1,25 +1,34 @@
 """The liquidation waterfall on the clock (mechanics.md §5–§6, docs/risk.md "Liquidation").
 
 On each Tick with risk on, after funding, one pass over the accounts in ascending id finds
-those whose equity at the mark is below their maintenance margin (cross margin: the whole
-account) and runs, for each, in order (an oracle update that moves a market's mark runs the
-same pass over the accounts holding a position in that market, without the work-off):
+those whose cross equity at the mark is below their cross maintenance margin (every position
+of the account but its isolated ones) and runs, for each, in order (an oracle update that
+moves a market's mark runs the same pass over the accounts holding a position in that market,
+without the work-off):
 
-1. **Cancel** every resting order of the account (reason LIQUIDATION).
+1. **Cancel** every resting order of the account in a cross market (reason LIQUIDATION).
 2. **Book**: unless equity is already below 2/3 of MM, per market in id order an IOC closes the
    position (20% of it, rounded up in lots, when its notional is above ``partial_liq_notional``;
    at most once per 30 s per position) at the *fillable price*, so fills never land beyond what
    the insurance fund would cover. A liquidation fee of ``liq_fee`` × the filled notional at the
    mark, rounded up, but never more than the equity left (the surplus), goes to the fund.
 3. **Backstop**: if equity is below 2/3 of MM, or still below MM after an IOC the book could not
-   fill in full, or the book closed everything but left the collateral negative (the taker
-   fees of the IOCs can), the insurance fund takes every position over at the mark, with what
-   is left of the collateral (negative when the account is bankrupt: the fund pays). Taking over at the
+   fill in full, or the book closed every cross position but left the collateral negative (the
+   taker fees of the IOCs can), the insurance fund takes every cross position over at the mark,
+   with what is left of the collateral (negative when the account is bankrupt: the fund pays).
+   Taking over at the
    mark with the equity is the same transfer of value as taking over at the bankruptcy price.
 4. **Auto-deleveraging** (``engine.adl``): what the fund cannot cover of a bankruptcy is
    collected by closing the positions just taken against ranked opposite positions.
 
-At most ``LIQUIDATIONS_PER_TICK`` accounts are liquidated per tick (in id order; the rest wait
+An isolated position is judged and liquidated on its own, after its account's cross check,
+markets in id order (``liquidate_isolated``): its equity is its bucket plus its uPnL, its MM
+its own; the same steps run scoped to it (its market's orders, its IOC and fee from its
+bucket, the fund taking it over with what is left of the bucket, ADL in its market), and the
+cross collateral never pays for it.
+
+At most ``LIQUIDATIONS_PER_TICK`` liquidations (cross accounts and isolated positions) run
+per tick (in id order; the rest wait
 for the next tick), which bounds a tick's events. After the scan the fund works its positions
 off through the book (``fund_work_off``): per market one reduce-only IOC of a fifth of it at
 the protection price. Every IOC here (``liquidation_ioc``) is filled or cancelled within the
@@ -36,7 +45,7 @@ import numpy as np
 from numba import njit
 
 from engine.adl import auto_deleverage
-from engine.book import C_MODES, slot_alloc
+from engine.book import C_ISO, C_MODES, slot_alloc
 from engine.emit import emit
 from engine.kernel_consts import (
     CR_LIQUIDATION,
@@ -55,9 +64,17 @@ from engine.kernel_consts import (
 from engine.limits import protection_price
 from engine.liquidation import fillable_price_ticks
 from engine.matching import cancel_resting, finish_taker, match, new_order
-from engine.modes import liquidation_allowed
+from engine.modes import iso_liquidation_allowed, liquidation_allowed
 from engine.reduce_only import cancel_all_stale_reduce_only, cancel_stale_reduce_only
-from engine.risk import apply_fill, ceil_div, equity_atoms, position_notional, total_mm
+from engine.risk import (
+    apply_fill,
+    ceil_div,
+    equity_atoms,
+    iso_equity_atoms,
+    position_mm,
+    position_notional,
+    total_mm,
+)
 
 LIQUIDATIONS_PER_TICK = 64
 LIQ_COOLDOWN_NS = 30_000_000_000
@@ -95,10 +112,15 @@ def capped_fillable_price(size, chunk, mark, eq, mm, atl):
 @njit(cache=True, _nrt=False)
 def liquidation_fee(acc, pos, mkt, a, m, lots):
     """min(⌈lots·mark·atl·liq_fee⌉, equity left), never negative."""
+    return capped_fee(mkt, m, lots, equity_atoms(acc, pos, mkt, a))
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def capped_fee(mkt, m, lots, eq):
+    """min(⌈lots·mark·atl·liq_fee⌉ (rounded up: a charge), ``eq``), never negative."""
     ntl = lots * mkt[m]["mark"] * mkt[m]["atl"]
     ppm = mkt[m]["liq_fee_ppm"]
     fee = (ntl // PPM) * ppm + ceil_div((ntl % PPM) * ppm, PPM)
-    eq = equity_atoms(acc, pos, mkt, a)
     if fee > eq:
         fee = eq
     return fee if fee > 0 else 0
@@ -137,7 +159,7 @@ def book_step(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ
     absorbed = True
     for m in range(mkt.shape[0]):
         size = pos[a, m]["size"]
-        if size == 0:
+        if size == 0 or pos[a, m]["iso"] != 0:
             continue
         last = pos[a, m]["liq_ts"]
         if last != 0 and ts - last < LIQ_COOLDOWN_NS:
@@ -175,11 +197,11 @@ def book_step(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ
 
 @njit(cache=True, _nrt=False)
 def backstop(ev, n, i, ts, mkt, ctr, acc, pos, a):
-    """The insurance fund takes every position at the mark, then the collateral."""
+    """The insurance fund takes every cross position at the mark, then the collateral."""
     insurance = acc.shape[0] - 1
     for m in range(mkt.shape[0]):
         size = pos[a, m]["size"]
-        if size == 0:
+        if size == 0 or pos[a, m]["iso"] != 0:
             continue
         mag = size if size > 0 else -size
         mark = mkt[m]["mark"]
@@ -196,12 +218,14 @@ def backstop(ev, n, i, ts, mkt, ctr, acc, pos, a):
 @njit(cache=True, _nrt=False)
 def liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
               acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a):
+    """A cross account's waterfall: its orders in cross markets, its cross positions."""
     s = acct_head[a]
     while s != -1:
         nxt = orders[s]["anext"]
-        n = cancel_resting(ev, n, i, ts, E_CANCELLED, CR_LIQUIDATION, orders, mkt, lvl_qty, lvl_head, lvl_tail,
-                           bits, summ, best, count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos,
-                           s, True)
+        if pos[a, orders[s]["market"]]["iso"] == 0:
+            n = cancel_resting(ev, n, i, ts, E_CANCELLED, CR_LIQUIDATION, orders, mkt, lvl_qty, lvl_head, lvl_tail,
+                               bits, summ, best, count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos,
+                               s, True)
         s = nxt
     eq = equity_atoms(acc, pos, mkt, a)
     mm = total_mm(pos, mkt, a)
@@ -211,8 +235,8 @@ def liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ
                                 acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a)
         eq = equity_atoms(acc, pos, mkt, a)
         mm = total_mm(pos, mkt, a)
-    if (acc[a]["npos"] > 0 and (below_two_thirds(eq, mm) or (eq < mm and not absorbed))) or \
-            (acc[a]["npos"] == 0 and acc[a]["collateral"] < 0):
+    if (mm > 0 and (below_two_thirds(eq, mm) or (eq < mm and not absorbed))) or \
+            (mm == 0 and acc[a]["collateral"] < 0):
         first = n
         n = backstop(ev, n, i, ts, mkt, ctr, acc, pos, a)
         n = auto_deleverage(ev, n, first, i, ts, mkt, ctr, acc, pos)
@@ -222,12 +246,88 @@ def liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ
 
 
 @njit(cache=True, _nrt=False)
+def liquidate_isolated(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                       acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a, m):
+    """The waterfall of one isolated position, on its bucket alone: its market's orders are
+    cancelled; unless below 2/3 of MM (and outside the cooldown) one IOC at the fillable price
+    with the liquidation fee from what is left (the bucket, or once closed what the bucket
+    gave back); then, if still needed, the fund takes the position at the mark and the rest
+    of the bucket (step COLLATERAL, market ``m``), and ADL in ``m``."""
+    insurance = acc.shape[0] - 1
+    s = acct_head[a]
+    while s != -1:
+        nxt = orders[s]["anext"]
+        if orders[s]["market"] == m:
+            n = cancel_resting(ev, n, i, ts, E_CANCELLED, CR_LIQUIDATION, orders, mkt, lvl_qty, lvl_head, lvl_tail,
+                               bits, summ, best, count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos,
+                               s, True)
+        s = nxt
+    eq = iso_equity_atoms(pos, mkt, a, m)
+    mm = position_mm(pos, mkt, a, m)
+    absorbed = True
+    last = pos[a, m]["liq_ts"]
+    if not below_two_thirds(eq, mm) and (last == 0 or ts - last >= LIQ_COOLDOWN_NS):
+        size = pos[a, m]["size"]
+        mag = size if size > 0 else -size
+        chunk = mag
+        if position_notional(pos, mkt, a, m) > mkt[m]["liq_partial"]:
+            chunk = ceil_div(mag, PARTIAL_DIVISOR)
+        price = fillable_price_ticks(size, mkt[m]["mark"], eq, mm, mkt[m]["atl"])
+        if price < 1:
+            price = 1
+        if price > mkt[m]["max_price"]:
+            price = mkt[m]["max_price"]
+        before = acc[a]["collateral"]
+        n, filled = liquidation_ioc(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best,
+                                    count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a, m,
+                                    1 if size > 0 else 0, price, chunk, LQ_BOOK)
+        if filled < 0:
+            absorbed = False
+        else:
+            pos[a, m]["liq_ts"] = ts
+            if filled < chunk:
+                absorbed = False
+            if filled > 0:
+                still_open = pos[a, m]["size"] != 0
+                left = iso_equity_atoms(pos, mkt, a, m) if still_open else acc[a]["collateral"] - before
+                fee = capped_fee(mkt, m, filled, left)
+                if fee > 0:
+                    if still_open:
+                        pos[a, m]["margin"] -= fee
+                    else:
+                        acc[a]["collateral"] -= fee
+                    acc[insurance]["collateral"] += fee
+                    n = emit(ev, n, E_LIQUIDATION, i, ts, m, a, 0, 0, mkt[m]["mark"], 0, fee, 0, LQ_FEE)
+        eq = iso_equity_atoms(pos, mkt, a, m)
+        mm = position_mm(pos, mkt, a, m)
+    size = pos[a, m]["size"]
+    if size != 0 and (below_two_thirds(eq, mm) or (eq < mm and not absorbed)):
+        first = n
+        mag = size if size > 0 else -size
+        mark = mkt[m]["mark"]
+        close_side = 1 if size > 0 else 0
+        left = iso_equity_atoms(pos, mkt, a, m)
+        apply_fill(acc, pos, mkt, a, m, close_side, mag, mark, 0, ctr)  # releases the bucket, == left
+        apply_fill(acc, pos, mkt, insurance, m, 1 - close_side, mag, mark, 0, ctr)
+        n = emit(ev, n, E_LIQUIDATION, i, ts, m, a, 0, close_side, mark, size, 0, 0, LQ_BACKSTOP)
+        if left >= 0:  # the release put it in the cross collateral: it is the fund's
+            acc[a]["collateral"] -= left
+            acc[insurance]["collateral"] += left
+        n = emit(ev, n, E_LIQUIDATION, i, ts, m, a, 0, 0, 0, 0, left, 0, LQ_COLLATERAL)
+        n = auto_deleverage(ev, n, first, i, ts, mkt, ctr, acc, pos)
+        n = cancel_all_stale_reduce_only(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best,
+                                         count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos)
+    return n
+
+
+@njit(cache=True, _nrt=False)
 def liquidation_scan(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                      acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, only_m):
-    """One pass over the accounts (not the fund) in id order; liquidate those below MM (with
-    modes on, as ``engine.modes.liquidation_allowed`` permits). ``only_m`` ≥ 0 (an oracle
-    update moved that market's mark): only accounts holding a position in it can have
-    changed, so only those are checked; −1 (the Tick): every account."""
+    """One pass over the accounts (not the fund) in id order: the account's cross check, then
+    (while any pair is isolated) its isolated positions in market order; liquidate those below
+    MM (with modes on, as ``engine.modes`` permits). ``only_m`` ≥ 0 (an oracle update moved
+    that market's mark): only accounts holding a position in it can have changed, so only
+    those are checked; −1 (the Tick): every account."""
     done = 0
     modes = ctr[C_MODES] != 0
     for a in range(acc.shape[0] - 1):
@@ -236,15 +336,26 @@ def liquidation_scan(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bit
         if only_m >= 0 and pos[a, only_m]["size"] == 0:
             continue
         mm = total_mm(pos, mkt, a)
-        if equity_atoms(acc, pos, mkt, a) >= mm:
+        if mm > 0 and equity_atoms(acc, pos, mkt, a) < mm and (not modes or liquidation_allowed(acc, pos, mkt, a)):
+            n = liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
+                          acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a)
+            done += 1
+            if done == LIQUIDATIONS_PER_TICK:
+                break
+        if ctr[C_ISO] == 0:
             continue
-        if modes and not liquidation_allowed(acc, pos, mkt, a):
-            continue
-        n = liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
-                      acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a)
-        done += 1
-        if done == LIQUIDATIONS_PER_TICK:
-            break
+        for m in range(mkt.shape[0]):
+            if pos[a, m]["iso"] == 0 or pos[a, m]["size"] == 0:
+                continue
+            if iso_equity_atoms(pos, mkt, a, m) >= position_mm(pos, mkt, a, m):
+                continue
+            if modes and not iso_liquidation_allowed(pos, mkt, a, m):
+                continue
+            n = liquidate_isolated(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best,
+                                   count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a, m)
+            done += 1
+            if done == LIQUIDATIONS_PER_TICK:
+                return n
     return n
 
 
@@ -279,5 +390,5 @@ def scan_cost(acc, pos, mkt):
     below = 0
     for a in range(acc.shape[0] - 1):
         if acc[a]["npos"] != 0 and equity_atoms(acc, pos, mkt, a) < total_mm(pos, mkt, a):
-            below += 1
+            below += 1  # cross accounts only
     return np.int64(below)

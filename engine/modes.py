@@ -264,12 +264,12 @@ def mode_mark(mkt, m, mark):
 
 @njit(cache=True, _nrt=False)
 def liquidation_allowed(acc, pos, mkt, a):
-    """For an account below maintenance at the mark: False while it holds a position in a
-    HALTED market, or when it is not also below maintenance with every REOPENING market's
-    position valued at the external price."""
+    """For an account below maintenance at the mark (cross): False while it holds a cross
+    position in a HALTED market, or when it is not also below maintenance with every REOPENING
+    market's cross position valued at the external price."""
     alt = False
     for m in range(mkt.shape[0]):
-        if pos[a, m]["size"] != 0:
+        if pos[a, m]["size"] != 0 and pos[a, m]["iso"] == 0:
             mode = mkt[m]["mode"]
             if mode == MODE_HALTED:
                 return False
@@ -281,13 +281,27 @@ def liquidation_allowed(acc, pos, mkt, a):
     mm = 0
     for m in range(mkt.shape[0]):
         size = pos[a, m]["size"]
-        if size == 0:
+        if size == 0 or pos[a, m]["iso"] != 0:
             continue
         price = mkt[m]["ext"] if mkt[m]["mode"] == MODE_REOPENING else mkt[m]["mark"]
         value = size * price * mkt[m]["atl"]
         eq += value - pos[a, m]["cost"]
         mm += maintenance_margin_atoms(value if value >= 0 else -value, mkt[m]["tier_lo"], mkt[m]["tier_lev"])
     return eq < mm
+
+
+@njit(cache=True, _nrt=False)
+def iso_liquidation_allowed(pos, mkt, a, m):
+    """The same for an isolated position below maintenance at the mark: never in a HALTED
+    market; while REOPENING only if also below maintenance at the external price."""
+    mode = mkt[m]["mode"]
+    if mode == MODE_HALTED:
+        return False
+    if mode != MODE_REOPENING:
+        return True
+    value = pos[a, m]["size"] * mkt[m]["ext"] * mkt[m]["atl"]
+    eq = pos[a, m]["margin"] + value - pos[a, m]["cost"]
+    return eq < maintenance_margin_atoms(value if value >= 0 else -value, mkt[m]["tier_lo"], mkt[m]["tier_lev"])
 
 
 @njit(cache=True, _nrt=False)

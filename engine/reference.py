@@ -19,8 +19,8 @@ Layout
     * Risk (``EngineConfig.risk``): ``_accounts`` account -> ``_Account`` (collateral, open
       position count; the insurance fund is account ``max_accounts``, which no command can
       address), ``_positions`` (account, market) -> ``_Position`` (signed size, cost basis,
-      leverage, the resting orders' lots and notionals per side, realized PnL, funding);
-      both created on first use. The fee account and the deposit/withdrawal totals are
+      leverage, the resting orders' lots and notionals per side, realized PnL, funding, the
+      margin mode and an isolated position's margin bucket); both created on first use. The fee account and the deposit/withdrawal totals are
       plain integers. ``_deadlines``: account -> dead-man deadline (ns), only those set.
     * An order's ``flags`` holds ``OrderFlag`` bits (``REDUCE_ONLY``).
 
@@ -36,15 +36,16 @@ Invariants (``check_invariants``, between commands)
     Books are not crossed; a level is non-empty and its total is the sum of its orders'
     remaining, each > 0; every open order sits in exactly one level, inside its market's
     window, and in ``_orders``, its account's set and (iff it has an expiry) ``_expiry``;
-    free slots and live slots partition ``range(max_orders)``. Risk: ``Σ collateral + fees
-    − Σ cost = deposits − withdrawals``; long lots = short lots = OI per market; each
+    free slots and live slots partition ``range(max_orders)``. Risk: ``Σ collateral + Σ
+    isolated margin + fees − Σ cost = deposits − withdrawals``; only an open isolated
+    position holds margin; long lots = short lots = OI per market; each
     position's order lots and notionals are the sums over its account's resting orders;
     open-position counts agree; the insurance fund has no open order. Every resting reduce-only
     order's account holds a position on the other side of it; deadlines are positive.
 
 Known limitations
     Orders of magnitude slower than the numba engine; ``state_hash`` and the free stack cost
-    O(max_orders), so tests use a small pool. Cross margin only. The closed-hours maths of
+    O(max_orders), so tests use a small pool. The closed-hours maths of
     ``engine.pricing`` (the EMA step with its table-driven ``exp``, bands, the internal step,
     re-anchoring, reopen steps, pre-IPO caps) is shared with the fast engine rather than
     re-derived; it is tested on its own against exact decimal arithmetic. When each piece
@@ -71,6 +72,7 @@ from engine.codes import (
     CommandKind,
     EventKind,
     LiquidationStep,
+    MarginMode,
     MarketMode,
     OrderFlag,
     Reject,
@@ -253,6 +255,8 @@ class _Position:
     realized: int = 0
     funding: int = 0
     liq_ts: int = 0  # time of the last book-liquidation step (the 30 s cooldown)
+    iso: int = 0  # MarginMode: 0 cross, 1 isolated
+    margin: int = 0  # an isolated position's own margin bucket (atoms)
 
     def is_default(self, default_lev: int) -> bool:
         return (self.size == 0 and self.bid_lots == 0 and self.ask_lots == 0 and self.realized == 0
@@ -469,6 +473,8 @@ class ReferenceEngine(ModeRules, TriggerRules):
             CommandKind.PLACE_TRIGGER: self._place_trigger,
             CommandKind.CANCEL_TRIGGER: self._cancel_trigger,
             CommandKind.SCHEDULE_CANCEL: self._schedule_cancel,
+            CommandKind.SET_MARGIN_MODE: self._set_margin_mode,
+            CommandKind.ADJUST_MARGIN: self._adjust_margin,
         }
         self._init_triggers()
         self._cmd_fields, self._cmd_type = COMMAND_DTYPE.names, _Cmd
@@ -516,7 +522,8 @@ class ReferenceEngine(ModeRules, TriggerRules):
         that is not in its initial state as ``[market, size, cost, lev, bid lots, bid
         notional, ask lots, ask notional, realized, funding, last liquidation time]``, and ``-1``;
         then, only if some account has a dead-man deadline, their number and ``[account,
-        deadline]`` for each in ascending account."""
+        deadline]`` for each in ascending account; then, only if some position is isolated,
+        their number and ``[account, market, margin]`` for each, ascending."""
         words = [int(self._risk), self._deposits, self._withdrawals, self._fees]
         for m in self._markets:
             words += [m.oracle, m.last_trade, m.ema_fp, m.ema_weight, m.ema_ts, m.prem_sum, m.prem_n,
@@ -540,6 +547,11 @@ class ReferenceEngine(ModeRules, TriggerRules):
             words.append(len(self._deadlines))
             for a in sorted(self._deadlines):
                 words += [a, self._deadlines[a]]
+        isolated = sorted(key for key, p in self._positions.items() if p.iso)
+        if isolated:
+            words.append(len(isolated))
+            for a, mi in isolated:
+                words += [a, mi, self._positions[(a, mi)].margin]
         return words
 
     def depth(self, market: int, side: int) -> list[tuple[int, int]]:
@@ -564,7 +576,10 @@ class ReferenceEngine(ModeRules, TriggerRules):
         if p.size == 0:
             return 0
         side = 1 if p.size > 0 else -1
-        avail = self._equity(account) - self.maintenance_margin(account)
+        if p.iso:
+            avail = self._iso_equity(account, m) - m.maintenance_margin(self._position_notional(account, m))
+        else:
+            avail = self._equity(account) - self.maintenance_margin(account)
         two_l = 2 * m.max_leverage(self._position_notional(account, m))
         dist = avail * two_l // (abs(p.size) * m.atoms_per_tick_lot * (two_l - side))
         price = m.mark - side * dist
@@ -605,17 +620,25 @@ class ReferenceEngine(ModeRules, TriggerRules):
 
     def position(self, account: int, market: int) -> PositionView:
         p = self._position(account, market)
-        return PositionView(p.size, p.cost, p.lev, p.realized, p.funding)
+        return PositionView(p.size, p.cost, p.lev, p.realized, p.funding, bool(p.iso), p.margin)
 
     def equity(self, account: int) -> int:
+        """Cross equity (isolated positions excluded)."""
         return self._equity(account)
+
+    def isolated_equity(self, account: int, market: int) -> int:
+        """An isolated position's bucket + uPnL at the mark (0 for cross)."""
+        m = self._markets[market]
+        return self._iso_equity(account, m) if self._position(account, market).iso else 0
 
     def initial_margin(self, account: int) -> int:
         return self._total_im(account)
 
     def maintenance_margin(self, account: int) -> int:
+        """MM of the cross positions."""
         return sum(m.maintenance_margin(self._position_notional(account, m))
-                   for m in self._markets if self._position(account, m.index).size != 0)
+                   for m in self._markets if self._position(account, m.index).size != 0
+                   and not self._position(account, m.index).iso)
 
     def check_invariants(self) -> None:
         seen = self._check_books()
@@ -840,9 +863,10 @@ class ReferenceEngine(ModeRules, TriggerRules):
     # ------------------------------------------------------------------ liquidation (docs/risk.md)
 
     def _liquidation_scan(self, ts: int, market: int = -1) -> None:
-        """Accounts in ascending id, read as the scan reaches them; at most
-        LIQUIDATIONS_PER_TICK of those below maintenance are liquidated. With ``market`` set
-        (an oracle update moved that market's mark) only accounts holding a position there."""
+        """Accounts in ascending id, read as the scan reaches them: the account's cross check,
+        then its isolated positions in market order; at most LIQUIDATIONS_PER_TICK
+        liquidations. With ``market`` set (an oracle update moved that market's mark) only
+        accounts holding a position there."""
         done = 0
         for a in sorted(self._accounts):
             if done == LIQUIDATIONS_PER_TICK or a >= self._insurance:
@@ -851,16 +875,31 @@ class ReferenceEngine(ModeRules, TriggerRules):
                 continue
             if market >= 0 and self._position(a, market).size == 0:
                 continue
-            if self._equity(a) >= self.maintenance_margin(a):
-                continue
-            if self._config.modes and not self._liquidation_allowed(a):
-                continue
-            self._liquidate(a, ts)
-            done += 1
+            mm = self.maintenance_margin(a)
+            if mm > 0 and self._equity(a) < mm and (not self._config.modes or self._liquidation_allowed(a)):
+                self._liquidate(a, ts)
+                done += 1
+                if done == LIQUIDATIONS_PER_TICK:
+                    return
+            for m in self._markets:
+                p = self._position(a, m.index)
+                if not p.iso or p.size == 0:
+                    continue
+                if self._iso_equity(a, m) >= m.maintenance_margin(self._position_notional(a, m)):
+                    continue
+                if self._config.modes and not self._iso_liquidation_allowed(a, m):
+                    continue
+                self._liquidate_isolated(a, m, ts)
+                done += 1
+                if done == LIQUIDATIONS_PER_TICK:
+                    return
 
     def _liquidate(self, a: int, ts: int) -> None:
+        """A cross account: its orders in cross markets, its cross positions."""
         for oid in list(self._by_account.get(a, ())):
             o = self._orders[oid]
+            if self._position(a, o.market).iso:
+                continue
             self._remove(o)
             self._emit_cancelled(o, CancelReason.LIQUIDATION, o.remaining)
             self._emit_level(o.market, o.side, o.price)
@@ -869,9 +908,8 @@ class ReferenceEngine(ModeRules, TriggerRules):
         if not _below_two_thirds(equity, mm):
             absorbed = self._liquidate_on_book(a, ts)
             equity, mm = self._equity(a), self.maintenance_margin(a)
-        acct = self._account(a)
-        if (acct.npos > 0 and (_below_two_thirds(equity, mm) or (equity < mm and not absorbed))) or \
-                (acct.npos == 0 and acct.collateral < 0):
+        if (mm > 0 and (_below_two_thirds(equity, mm) or (equity < mm and not absorbed))) or \
+                (mm == 0 and self._account(a).collateral < 0):
             taken, left = self._backstop(a)
             self._auto_deleverage(taken, left)
             self._cancel_stale_reduce_only()  # ADL closes bypass matching
@@ -881,7 +919,7 @@ class ReferenceEngine(ModeRules, TriggerRules):
         absorbed = True
         for m in self._markets:
             p = self._position(a, m.index)
-            if p.size == 0 or (p.liq_ts != 0 and ts - p.liq_ts < LIQ_COOLDOWN_NS):
+            if p.size == 0 or p.iso or (p.liq_ts != 0 and ts - p.liq_ts < LIQ_COOLDOWN_NS):
                 continue
             equity, mm = self._equity(a), self.maintenance_margin(a)
             if equity >= mm:
@@ -939,7 +977,7 @@ class ReferenceEngine(ModeRules, TriggerRules):
         taken = []
         for m in self._markets:
             size = self._position(a, m.index).size
-            if size == 0:
+            if size == 0 or self._position(a, m.index).iso:
                 continue
             close = Side.SELL if size > 0 else Side.BUY
             self._apply_fill(a, m, close, abs(size), m.mark, 0)
@@ -952,6 +990,63 @@ class ReferenceEngine(ModeRules, TriggerRules):
         self._account_to_change(self._insurance).collateral += left
         self._emit(EventKind.LIQUIDATION, market=-1, account=a, remaining=left, reason=LiquidationStep.COLLATERAL)
         return taken, left
+
+    def _liquidate_isolated(self, a: int, m: _Market, ts: int) -> None:
+        """One isolated position's waterfall on its bucket alone (engine.liquidator)."""
+        for oid in list(self._by_account.get(a, ())):
+            o = self._orders[oid]
+            if o.market != m.index:
+                continue
+            self._remove(o)
+            self._emit_cancelled(o, CancelReason.LIQUIDATION, o.remaining)
+            self._emit_level(o.market, o.side, o.price)
+        p = self._position_to_change(a, m.index)
+        equity, mm = self._iso_equity(a, m), m.maintenance_margin(self._position_notional(a, m))
+        absorbed = True
+        if not _below_two_thirds(equity, mm) and (p.liq_ts == 0 or ts - p.liq_ts >= LIQ_COOLDOWN_NS):
+            chunk = abs(p.size)
+            if self._position_notional(a, m) > m.liq_partial:
+                chunk = _ceil_div(chunk, PARTIAL_DIVISOR)
+            gap = min(max(mm - equity, 0), mm)
+            distance = (3 * gap // 2) // (abs(p.size) * m.atoms_per_tick_lot)
+            price = m.mark - distance if p.size > 0 else m.mark + distance
+            price = min(max(price, 1), m.max_price)
+            side = Side.SELL if p.size > 0 else Side.BUY
+            before = self._account(a).collateral
+            filled = self._liquidation_ioc(a, m, side, price, chunk, LiquidationStep.BOOK)
+            if filled is None:
+                absorbed = False
+            else:
+                p.liq_ts = ts
+                absorbed = filled == chunk
+                if filled > 0:
+                    left = self._iso_equity(a, m) if p.size else self._account(a).collateral - before
+                    fee = _ceil_div(filled * m.mark * m.atoms_per_tick_lot * m.liq_fee_ppm, PPM)
+                    fee = max(min(fee, left), 0)
+                    if fee > 0:
+                        if p.size:
+                            p.margin -= fee
+                        else:
+                            self._account_to_change(a).collateral -= fee
+                        self._account_to_change(self._insurance).collateral += fee
+                        self._emit(EventKind.LIQUIDATION, market=m.index, account=a, price=m.mark, remaining=fee,
+                                   reason=LiquidationStep.FEE)
+            equity, mm = self._iso_equity(a, m), m.maintenance_margin(self._position_notional(a, m))
+        if p.size != 0 and (_below_two_thirds(equity, mm) or (equity < mm and not absorbed)):
+            size = p.size
+            left = self._iso_equity(a, m)
+            close = Side.SELL if size > 0 else Side.BUY
+            self._apply_fill(a, m, close, abs(size), m.mark, 0)  # releases the bucket, == left
+            self._apply_fill(self._insurance, m, _opposite(close), abs(size), m.mark, 0)
+            self._emit(EventKind.LIQUIDATION, market=m.index, account=a, side=close, price=m.mark, size=size,
+                       reason=LiquidationStep.BACKSTOP)
+            if left >= 0:
+                self._account_to_change(a).collateral -= left
+                self._account_to_change(self._insurance).collateral += left
+            self._emit(EventKind.LIQUIDATION, market=m.index, account=a, remaining=left,
+                       reason=LiquidationStep.COLLATERAL)
+            self._auto_deleverage([(m, size)], left)
+            self._cancel_stale_reduce_only()
 
     # ------------------------------------------------------------------ auto-deleveraging (docs/risk.md)
 
@@ -976,12 +1071,16 @@ class ReferenceEngine(ModeRules, TriggerRules):
         for c in self._adl_order(m, sign):
             if left == 0 or need <= 0:
                 break
-            q = min(abs(self._position(c, m.index).size), left)
+            p = self._position_to_change(c, m.index)
+            q = min(abs(p.size), left)
+            paid = min(_ceil_div(need * q, left), max(self._scope_equity(c, m), 0))
+            if p.iso:
+                p.margin -= paid  # before the close, which may release the bucket
+            else:
+                self._account_to_change(c).collateral -= paid
+            self._account_to_change(fund).collateral += paid
             self._apply_fill(fund, m, fund_side, q, m.mark, 0)
             self._apply_fill(c, m, _opposite(fund_side), q, m.mark, 0)
-            paid = min(_ceil_div(need * q, left), max(self._equity(c), 0))
-            self._account_to_change(c).collateral -= paid
-            self._account_to_change(fund).collateral += paid
             need -= paid
             left -= q
             self._emit(EventKind.LIQUIDATION, market=m.index, account=c, side=_opposite(fund_side), price=m.mark,
@@ -996,11 +1095,15 @@ class ReferenceEngine(ModeRules, TriggerRules):
         for (c, mi), p in self._positions.items():
             if mi != m.index or c == self._insurance or p.size * sign >= 0:
                 continue
-            equity = self._equity(c)
+            equity = self._scope_equity(c, m)
             if equity > 0:
                 upnl = p.size * m.mark * m.atoms_per_tick_lot - p.cost
                 ranked.append((-Fraction(upnl, equity), c))
         return [c for _, c in sorted(ranked)]
+
+    def _scope_equity(self, c: int, m: _Market) -> int:
+        """What backs ``c``'s position in ``m``: its isolated equity, or the cross equity."""
+        return self._iso_equity(c, m) if self._position(c, m.index).iso else self._equity(c)
 
     def _fund_work_off(self) -> None:
         """Per market in id order where the fund holds a position (HALTED markets skipped): an
@@ -1090,6 +1193,51 @@ class ReferenceEngine(ModeRules, TriggerRules):
         if code:
             return self._emit_reject(code, cmd.market, a, 0)
         self._emit(EventKind.LEVERAGE, market=cmd.market, account=a, size=lev)
+
+    def _set_margin_mode(self, cmd: _Cmd) -> None:
+        """Only with no position and no open orders in the market; the same mode is accepted."""
+        a, mode = cmd.account, cmd.size
+        code = self._account_code(cmd)
+        if not code and not 0 <= cmd.market < len(self._markets):
+            code = Reject.UNKNOWN_MARKET
+        if not code and mode not in (MarginMode.CROSS, MarginMode.ISOLATED):
+            code = Reject.MARGIN_MODE_INVALID
+        if not code:
+            p = self._position(a, cmd.market)
+            if p.size or p.bid_lots or p.ask_lots:
+                code = Reject.MARGIN_MODE_NOT_FLAT
+        if code:
+            return self._emit_reject(code, cmd.market, a, 0)
+        self._position_to_change(a, cmd.market).iso = mode
+        self._emit(EventKind.MARGIN, market=cmd.market, account=a, reason=mode)
+
+    def _adjust_margin(self, cmd: _Cmd) -> None:
+        """Add (from cross: ≤ collateral and cross equity − amount ≥ Σ IM) or remove (≤ the
+        bucket, and the position's equity − amount ≥ its IM) an open isolated position's margin."""
+        a, amount = cmd.account, cmd.size
+        code = self._account_code(cmd)
+        if not code and not 0 <= cmd.market < len(self._markets):
+            code = Reject.UNKNOWN_MARKET
+        if not code and not (amount != 0 and abs(amount) <= MAX_AMOUNT_ATOMS):
+            code = Reject.MARGIN_AMOUNT_INVALID
+        if not code:
+            p = self._position(a, cmd.market)
+            if not p.iso or p.size == 0:
+                code = Reject.NOT_ISOLATED
+        if not code and amount > 0:
+            if amount > self._account(a).collateral or self._equity(a) - amount < self._total_im(a):
+                code = Reject.MARGIN_ADD_TOO_LARGE
+        if not code and amount < 0:
+            m = self._markets[cmd.market]
+            if -amount > p.margin or self._iso_equity(a, m) + amount < self._position_im(a, m):
+                code = Reject.MARGIN_REMOVE_TOO_LARGE
+        if code:
+            return self._emit_reject(code, cmd.market, a, 0)
+        p = self._position_to_change(a, cmd.market)
+        self._account_to_change(a).collateral -= amount
+        p.margin += amount
+        self._emit(EventKind.MARGIN, market=cmd.market, account=a, size=amount, remaining=p.margin,
+                   reason=MarginMode.ISOLATED)
 
     # ------------------------------------------------------------------ checks
 
@@ -1468,14 +1616,34 @@ class ReferenceEngine(ModeRules, TriggerRules):
         return _ceil_div(exposure, min(p.lev, cap))
 
     def _total_im(self, a: int) -> int:
-        return sum(self._market_im(a, m) for m in self._markets)
+        """IM the cross collateral backs: each cross market's IM; an isolated market's IM less
+        its position's own (what its orders add)."""
+        return sum(self._market_im(a, m) - (self._position_im(a, m) if self._position(a, m.index).iso else 0)
+                   for m in self._markets)
+
+    def _effective_lev(self, a: int, m: _Market, notional: int) -> int:
+        cap = m.max_leverage(notional)
+        if m.mode in DARK:
+            cap = min(cap, m.dark_lev)
+        return min(self._position(a, m.index).lev, cap)
+
+    def _position_im(self, a: int, m: _Market) -> int:
+        """IM of the position alone at the mark, rounded up."""
+        notional = self._position_notional(a, m)
+        return _ceil_div(notional, self._effective_lev(a, m, notional)) if notional else 0
+
+    def _iso_equity(self, a: int, m: _Market) -> int:
+        """An isolated position's bucket + its uPnL at the mark."""
+        p = self._position(a, m.index)
+        return p.margin + p.size * m.mark * m.atoms_per_tick_lot - p.cost
 
     def _equity(self, a: int) -> int:
-        """collateral + Σ uPnL at the mark."""
+        """Cross equity: collateral + Σ uPnL at the mark of the cross positions."""
         equity = self._account(a).collateral
         for m in self._markets:
             p = self._position(a, m.index)
-            equity += p.size * m.mark * m.atoms_per_tick_lot - p.cost
+            if not p.iso:
+                equity += p.size * m.mark * m.atoms_per_tick_lot - p.cost
         return equity
 
     def _within_limits(self, a: int) -> bool:
@@ -1530,8 +1698,8 @@ class ReferenceEngine(ModeRules, TriggerRules):
         return not (p.size > 0 and p.ask_lots <= p.size)
 
     def _withdraw_floor(self, a: int) -> int:
-        """max(Σ IM, 10% of the position notional rounded up)."""
-        notional = sum(self._position_notional(a, m) for m in self._markets)
+        """max(Σ IM (cross), 10% of the cross positions' notional rounded up)."""
+        notional = sum(self._position_notional(a, m) for m in self._markets if not self._position(a, m.index).iso)
         return max(self._total_im(a), _ceil_div(notional * WITHDRAW_NOTIONAL_PPM, PPM))
 
     def _apply_fill(self, a: int, m: _Market, side: int, lots: int, price: int, fee: int) -> None:
@@ -1542,6 +1710,7 @@ class ReferenceEngine(ModeRules, TriggerRules):
         sign = 1 if side == Side.BUY else -1
         old = p.size
         value = price * m.atoms_per_tick_lot  # one lot at the fill price
+        realized, added = 0, lots
         if old == 0 or (old > 0) == (sign > 0):
             p.cost += sign * lots * value
         else:
@@ -1550,10 +1719,26 @@ class ReferenceEngine(ModeRules, TriggerRules):
             realized = -sign * closing * value - removed
             p.cost -= removed
             p.realized += realized
-            acct.collateral += realized
-            p.cost += sign * (lots - closing) * value
+            added = lots - closing
+            p.cost += sign * added * value
         p.size = old + sign * lots
-        acct.collateral -= fee
+        if p.iso:
+            # the bucket takes the PnL and fee; released when the position closes or flips; lots
+            # opened move their IM at the fill price (rounded up) from cross, at most what it holds
+            p.margin += realized - fee
+            if old != 0 and (p.size == 0 or (old > 0) != (p.size > 0)):
+                left, p.margin = p.margin, 0
+                if left >= 0:
+                    acct.collateral += left
+                else:
+                    self._account_to_change(self._insurance).collateral += left
+            if added > 0:
+                im = _ceil_div(added * value, self._effective_lev(a, m, abs(p.size) * value))
+                im = min(im, max(acct.collateral, 0))
+                acct.collateral -= im
+                p.margin += im
+        else:
+            acct.collateral += realized - fee
         self._fees += fee
         acct.npos += (p.size != 0) - (old != 0)
         m.oi += max(p.size, 0) - max(old, 0)
@@ -1620,7 +1805,10 @@ class ReferenceEngine(ModeRules, TriggerRules):
                 if p is None or p.size == 0:
                     continue
                 credit = _funding_credit(p.size, m.oracle, m.atoms_per_tick_lot, m.rate_ppb)
-                self._account_to_change(a).collateral += credit
+                if p.iso:
+                    p.margin += credit
+                else:
+                    self._account_to_change(a).collateral += credit
                 p.funding += credit
                 paid[m.index] += credit
                 self._emit(EventKind.FUNDING, market=m.index, account=a, oid=m.rate_ppb, price=m.oracle,
@@ -1718,9 +1906,15 @@ class ReferenceEngine(ModeRules, TriggerRules):
             _require(all(m.oi == 0 for m in self._markets), "open interest while risk is off")
             return
         collateral = sum(acct.collateral for acct in self._accounts.values())
+        margin = sum(p.margin for p in self._positions.values())
         cost = sum(p.cost for p in self._positions.values())
-        _require(collateral + self._fees - cost == self._deposits - self._withdrawals,
-                 "collateral + fees - cost != deposits - withdrawals")
+        _require(collateral + margin + self._fees - cost == self._deposits - self._withdrawals,
+                 "collateral + margin + fees - cost != deposits - withdrawals")
+        for (a, mi), p in self._positions.items():
+            _require(p.iso in (MarginMode.CROSS, MarginMode.ISOLATED), f"account {a} market {mi}: bad margin mode")
+            _require(p.margin == 0 or (p.iso and p.size != 0), f"account {a} market {mi}: margin without an "
+                     "open isolated position")
+            _require(a != self._insurance or not p.iso, "the insurance fund has an isolated position")
         for m in self._markets:
             sizes = [p.size for (_, mi), p in self._positions.items() if mi == m.index]
             longs = sum(s for s in sizes if s > 0)

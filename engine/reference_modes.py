@@ -235,7 +235,7 @@ class ModeRules:
         return 0
 
     def _liquidation_allowed(self, a: int) -> bool:
-        held = [m for m in self._markets if self._position(a, m.index).size != 0]
+        held = [m for m in self._markets if self._position(a, m.index).size != 0 and not self._position(a, m.index).iso]
         if any(m.mode == MarketMode.HALTED for m in held):
             return False
         if not any(m.mode == MarketMode.REOPENING for m in held):
@@ -248,3 +248,14 @@ class ModeRules:
             equity += value - p.cost
             mm += m.maintenance_margin(abs(value))
         return equity < mm
+
+    def _iso_liquidation_allowed(self, a: int, m) -> bool:
+        """An isolated position below maintenance: never while HALTED; while REOPENING only if
+        also below it at the external price."""
+        if m.mode == MarketMode.HALTED:
+            return False
+        if m.mode != MarketMode.REOPENING:
+            return True
+        p = self._position(a, m.index)
+        value = p.size * m.ext * m.atoms_per_tick_lot
+        return p.margin + value - p.cost < m.maintenance_margin(abs(value))

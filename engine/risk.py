@@ -10,12 +10,18 @@ Layout
   market (lots, and notional at their limit prices in atoms), reduce-only ones included;
   ``ro_n`` how many of those are reduce-only.
 * ``acc["dms_at"]``: the account's dead-man deadline (ns; 0 = none), ``engine.dead_man``.
+* ``pos["iso"]``/``pos["margin"]``: the position's margin mode and, when isolated, its own
+  margin bucket (docs/risk.md "Isolated margin"). The account's cross figures (``equity_atoms``,
+  ``total_mm``) leave isolated positions out; ``total_im`` counts, for an isolated market,
+  only the IM its orders add above the position's own.
 * The fee account is the counter ``ctr[C_FEES]``.
 
 Invariants (``engine.invariants``)
 ----------
-* Conservation to the atom: ``Σ collateral + fees − Σ cost = deposits − withdrawals``
-  (``Σ uPnL`` at any common price equals ``−Σ cost`` because long and short sizes match).
+* Conservation to the atom: ``Σ collateral + Σ margin + fees − Σ cost = deposits −
+  withdrawals`` (``Σ uPnL`` at any common price equals ``−Σ cost`` because long and short
+  sizes match).
+* A flat or cross position has ``margin == 0``; ``ctr[C_ISO]`` counts the isolated pairs.
 * Long lots equal short lots per market and equal ``mkt["oi"]``.
 * ``bid_*``/``ask_*`` equal the sums over the account's resting orders.
 * A resting reduce-only order's account holds a position on the other side of it in that
@@ -26,8 +32,7 @@ most ``MAX_POSITION_LOTS`` (so two sizes multiply inside int64); an account's to
 markets' ``max_price`` is at most ``2^62`` atoms; the pre-trade check enforces both, so
 equity, costs and margins never overflow.
 
-Known limitations: cross margin only (isolated margin is not here yet); checks are O(markets)
-per order because positions are dense.
+Known limitations: checks are O(markets) per order because positions are dense.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ POSITION_DTYPE = np.dtype(
         ("funding", np.int64),
         ("liq_ts", np.int64),
         ("ro_n", np.int64),  # resting reduce-only orders of the account in the market
+        ("iso", np.int64),  # MarginMode: 0 cross, 1 isolated
+        ("margin", np.int64),  # an isolated position's own margin bucket (atoms); 0 when flat or cross
     ],
     align=True,
 )
@@ -148,32 +155,90 @@ def market_im(pos, mkt, a, m):
 
 @njit(cache=True, _nrt=False)
 def equity_atoms(acc, pos, mkt, a):
-    """collateral + Σ uPnL at the mark (``size·mark·atl − cost``)."""
+    """Cross equity: collateral + Σ uPnL at the mark (``size·mark·atl − cost``) of the cross
+    positions (isolated ones have their own, ``iso_equity_atoms``)."""
     eq = acc[a]["collateral"]
     if acc[a]["npos"] == 0:
         return eq
     for m in range(mkt.shape[0]):
         size = pos[a, m]["size"]
-        if size != 0:
+        if size != 0 and pos[a, m]["iso"] == 0:
             eq += size * mkt[m]["mark"] * mkt[m]["atl"] - pos[a, m]["cost"]
     return eq
 
 
 @njit(cache=True, _nrt=False)
 def total_im(pos, mkt, a):
+    """IM the cross collateral backs: every cross market's ``market_im``, and for an isolated
+    market what its orders add above the position's own IM (which the bucket holds)."""
     total = 0
     for m in range(mkt.shape[0]):
         total += market_im(pos, mkt, a, m)
+        if pos[a, m]["iso"] != 0:
+            total -= position_im(pos, mkt, a, m)
     return total
 
 
 @njit(cache=True, _nrt=False)
 def total_mm(pos, mkt, a):
+    """MM of the cross positions."""
     total = 0
     for m in range(mkt.shape[0]):
-        if pos[a, m]["size"] != 0:
+        if pos[a, m]["size"] != 0 and pos[a, m]["iso"] == 0:
             total += maintenance_margin_atoms(position_notional(pos, mkt, a, m), mkt[m]["tier_lo"], mkt[m]["tier_lev"])
     return total
+
+
+# ---------------------------------------------------------------------------- isolated margin
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def effective_lev(pos, mkt, a, m, notional_atoms):
+    """The account's leverage in ``m`` capped by the tier of ``notional_atoms`` and, while the
+    market is dark, by its ``dark_lev`` (as ``market_im``)."""
+    lev = pos[a, m]["lev"]
+    cap = max_leverage(notional_atoms, mkt[m]["tier_lo"], mkt[m]["tier_lev"])
+    if is_dark(mkt, m) and mkt[m]["dark_lev"] < cap:
+        cap = mkt[m]["dark_lev"]
+    return lev if lev < cap else cap
+
+
+@njit(cache=True, _nrt=False)
+def position_im(pos, mkt, a, m):
+    """IM of the position alone at the mark, ``⌈notional / lev⌉`` (rounded up: a charge)."""
+    ntl = position_notional(pos, mkt, a, m)
+    if ntl == 0:
+        return 0
+    return initial_margin_atoms(ntl, effective_lev(pos, mkt, a, m, ntl))
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def iso_equity_atoms(pos, mkt, a, m):
+    """An isolated position's equity: its bucket + its uPnL at the mark."""
+    p = pos[a, m]
+    return p["margin"] + p["size"] * mkt[m]["mark"] * mkt[m]["atl"] - p["cost"]
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def position_mm(pos, mkt, a, m):
+    """MM of one position at the mark (0 when flat), rounded up."""
+    if pos[a, m]["size"] == 0:
+        return 0
+    return maintenance_margin_atoms(position_notional(pos, mkt, a, m), mkt[m]["tier_lo"], mkt[m]["tier_lev"])
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def release_bucket(acc, pos, a, m):
+    """A closed isolated position's bucket leaves it: to the cross collateral when ≥ 0, else
+    (a loss beyond the bucket) to the insurance fund, which pays it: an isolated position
+    never takes cross collateral. Returns the amount."""
+    left = pos[a, m]["margin"]
+    pos[a, m]["margin"] = 0
+    if left >= 0:
+        acc[a]["collateral"] += left
+    else:
+        acc[acc.shape[0] - 1]["collateral"] += left
+    return left
 
 
 @njit(cache=True, _nrt=False)
@@ -272,12 +337,21 @@ def apply_fill(acc, pos, mkt, a, m, side, lots, price, fee, ctr):
     position first. ``cost = Q·|size| + R`` splits the product so it fits int64. Closing or
     flipping a position that has reduce-only orders sets ``C_RO_DUE`` to ``m + 1``: they are
     cancelled when the taker's matching is done (``engine.reduce_only``).
+
+    An isolated position books its realized PnL and fee to its bucket instead; when it closes
+    (or flips) the bucket is released (``release_bucket``); lots it opens or adds move their
+    IM at the fill price, ``⌈lots·price·atl / lev⌉`` (``effective_lev`` of the new notional at
+    that price; rounded up), from the cross collateral into the bucket, but never more than
+    the collateral holds (never below zero).
     """
     p = pos[a, m]
     atl = mkt[m]["atl"]
     old = p["size"]
     s = 1 if side == 0 else -1
     new = old + s * lots
+    iso = p["iso"] != 0
+    realized = 0
+    added = lots
     if old == 0 or (old > 0) == (s > 0):
         p["cost"] += s * lots * price * atl
     else:
@@ -292,13 +366,26 @@ def apply_fill(acc, pos, mkt, a, m, side, lots, price, fee, ctr):
         realized = -s * closing * price * atl - removed
         p["cost"] -= removed
         p["realized"] += realized
-        acc[a]["collateral"] += realized
-        if lots > closing:
-            p["cost"] += s * (lots - closing) * price * atl
+        added = lots - closing
+        if added > 0:
+            p["cost"] += s * added * price * atl
     p["size"] = new
     if p["ro_n"] > 0 and (new == 0 or (old > 0) != (new > 0)):
         ctr[C_RO_DUE] = m + 1
-    acc[a]["collateral"] -= fee
+    if iso:
+        p["margin"] += realized - fee
+        if old != 0 and (new == 0 or (old > 0) != (new > 0)):
+            release_bucket(acc, pos, a, m)
+        if added > 0:
+            mag_new = new if new > 0 else -new
+            im = initial_margin_atoms(added * price * atl, effective_lev(pos, mkt, a, m, mag_new * price * atl))
+            have = acc[a]["collateral"]
+            if im > have:
+                im = have if have > 0 else 0
+            acc[a]["collateral"] -= im
+            p["margin"] += im
+    else:
+        acc[a]["collateral"] += realized - fee
     ctr[C_FEES] += fee
     if old == 0 and new != 0:
         acc[a]["npos"] += 1

@@ -8,7 +8,7 @@ import msgspec
 import numpy as np
 from numba import njit
 
-from engine.book import C_DEPOSITS, C_DMS, C_FEES, C_MODES, C_RISK, C_WITHDRAWALS
+from engine.book import C_DEPOSITS, C_DMS, C_FEES, C_ISO, C_MODES, C_RISK, C_WITHDRAWALS
 from engine.codes import MarketMode
 from engine.margin import MAX_TIERS
 from engine.pricing import band_ticks
@@ -22,6 +22,8 @@ class PositionView(msgspec.Struct, frozen=True):
     leverage: int
     realized_atoms: int
     funding_atoms: int
+    isolated: bool = False  # MarginMode.ISOLATED
+    margin_atoms: int = 0  # an isolated position's own margin bucket
 
 
 class TriggerView(msgspec.Struct, frozen=True):
@@ -101,9 +103,11 @@ def dump_risk(mkt, ctr, acc, pos):
     positions: (account, collateral, then per non-empty position market, size, cost, lev,
     bid lots/notional, ask lots/notional, realized, funding, last liquidation time; -1); then,
     only when some account has a dead-man deadline, their number and (account, deadline) for
-    each in ascending account. Empty when risk is off, except the markets' price state."""
+    each in ascending account; then, only when some position is isolated, their number and
+    (account, market, margin) for each, ascending. Empty when risk is off, except the markets'
+    price state."""
     nm = mkt.shape[0]
-    out = np.empty(9 + nm * (12 + len(MODE_WORDS)) + acc.shape[0] * (5 + nm * 11), dtype=np.int64)
+    out = np.empty(10 + nm * (12 + len(MODE_WORDS)) + acc.shape[0] * (5 + nm * 14), dtype=np.int64)
     k = 0
     out[0] = ctr[C_RISK]
     out[1] = ctr[C_DEPOSITS]
@@ -185,4 +189,14 @@ def dump_risk(mkt, ctr, acc, pos):
                 out[k] = a
                 out[k + 1] = acc[a]["dms_at"]
                 k += 2
+    if ctr[C_ISO] != 0:
+        out[k] = ctr[C_ISO]
+        k += 1
+        for a in range(acc.shape[0]):
+            for m in range(nm):
+                if pos[a, m]["iso"] != 0:
+                    out[k] = a
+                    out[k + 1] = m
+                    out[k + 2] = pos[a, m]["margin"]
+                    k += 3
     return out[:k]

@@ -9,7 +9,8 @@ tick reaches ``next_funding`` (an hour boundary), the hour's rate is fixed from 
 premium (no samples: premium 0, so the rate is the interest term alone) and every position
 in the market is paid: ``funding_payment_atoms`` rounds each credit down (payers pay the exact
 amount rounded up, receivers get it rounded down); ``−Σ credits ≥ 0`` goes to the insurance
-fund, so the system never pays out more than it takes in. While a market is dark its rate
+fund, so the system never pays out more than it takes in. An isolated position is paid into
+(or pays from) its own margin bucket. While a market is dark its rate
 follows its ``funding_dark`` rule (``dark_rate``), for the predicted rate and the settlement.
 """
 
@@ -98,7 +99,10 @@ def settle_funding(ev, n, i, ts, mkt, acc, pos):
                 continue
             oracle = mkt[m]["oracle"]
             credit = funding_payment_atoms(size, oracle, mkt[m]["atl"], mkt[m]["rate_ppb"])
-            acc[a]["collateral"] += credit
+            if pos[a, m]["iso"] != 0:
+                pos[a, m]["margin"] += credit  # an isolated position's funding goes through its bucket
+            else:
+                acc[a]["collateral"] += credit
             pos[a, m]["funding"] += credit
             mkt[m]["prem_sum"] += credit
             n = emit(ev, n, E_FUNDING, i, ts, m, a, mkt[m]["rate_ppb"], 0, oracle, size, credit, 0, 0)

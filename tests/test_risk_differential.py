@@ -1,6 +1,7 @@
 """Differential tests of the risk layer: the numba ``Engine`` and the ``ReferenceEngine`` must
 give identical events and ``state_hash()`` for any stream of deposits, withdrawals, leverage
-changes, oracle updates (±30% jumps included), orders of every time in force, cancels, amends
+changes, margin-mode changes and isolated margin moves (accounts 2 and 3 start isolated in one
+market each), oracle updates (±30% jumps included), orders of every time in force, cancels, amends
 and ticks that cross 5 s sample and hour settlement boundaries; and both must keep their
 invariants (conservation to the atom, long = short = OI, order exposure = resting orders).
 
@@ -37,10 +38,12 @@ from test_differential import assert_same_events
 from engine.codes import CancelReason, CommandKind, EventKind, LiquidationStep, OrderFlag, Reject, Tif
 from engine.commands import (
     COMMAND_DTYPE,
+    AdjustMargin,
     Deposit,
     OracleUpdate,
     ScheduleCancel,
     SetLeverage,
+    SetMarginMode,
     Withdraw,
     to_records,
 )
@@ -154,14 +157,24 @@ trigger_ops = st.tuples(st.just("trigger"), markets, accounts, sides, weighted((
                         st.sampled_from([Tif.MARKET, Tif.GTC, Tif.GTC, Tif.IOC]), st.integers(-60, 60),
                         st.integers(-20, 20), weighted((3, size_keys), (2, st.just("whole"))), steps)
 cancel_trigger_ops = st.tuples(st.just("cancel_trigger"), order_refs, steps)
+# isolated margin: a mode (2 is no mode), margin in or out (USD amounts, or one atom either side of
+# the cross collateral or of the bucket)
+margin_modes = weighted((6, st.sampled_from([0, 1])), (1, st.just(2)))
+margin_mode_ops = st.tuples(st.just("margin_mode"), accounts, markets, margin_modes, as_struct)
+margin_amounts = weighted((6, st.integers(-300, 300).map(lambda usd: usd * USD)),
+                          (3, st.sampled_from(["cross", "bucket"]).flatmap(lambda edge: edges.map(lambda d: (edge, d)))),
+                          (1, st.sampled_from([0, 1 << 60, -(1 << 60) - 1])))
+adjust_margin_ops = st.tuples(st.just("adjust_margin"), accounts, markets, margin_amounts, as_struct)
 
 operations = weighted((16, place_ops), (2, cancel_ops), (5, amend_ops), (1, cancel_all_ops), (3, deposit_ops),
                       (3, withdraw_ops), (3, leverage_ops), (4, oracle_ops), (1, set_mark_ops), (5, tick_ops),
                       (1, batch_ops), (3, trigger_ops), (1, cancel_trigger_ops), (5, reduce_ops), (2, schedule_ops),
-                      (3, holder_trades))
+                      (3, holder_trades), (2, margin_mode_ops), (2, adjust_margin_ops))
 # Both oracles first, then money in the accounts (a lot in the whale's), nine times in ten.
+# Account 2 trades NVDA and account 3 TSLA on isolated margin.
 SETUP = [("oracle", 0, ("bp", 0), False, 0), ("oracle", 1, ("bp", 0), True, 0),
-         *(("deposit", a, 600 * USD, a % 2 == 0) for a in range(5)), ("deposit", WHALE, 10**12, False)]
+         *(("deposit", a, 600 * USD, a % 2 == 0) for a in range(5)), ("deposit", WHALE, 10**12, False),
+         ("margin_mode", 2, 0, 1, False), ("margin_mode", 3, 1, 1, True)]
 streams = st.tuples(weighted((9, st.just(SETUP)), (1, st.just([]))),
                     st.lists(operations, min_size=10, max_size=80)).map(lambda pair: [*pair[0], *pair[1]])
 # Dense in reduce-only orders, the trades around them and deadlines, after the usual setup.
@@ -170,7 +183,8 @@ focused_reduce_ops = st.tuples(st.just("reduce_only"), st.just(0) | st.just(1), 
                                reduce_sizes, steps)
 focused_operations = weighted((4, place_ops), (4, open_pairs), (6, focused_reduce_ops), (5, holder_trades),
                               (2, amend_ops),
-                              (1, cancel_ops), (2, schedule_ops), (3, tick_ops), (1, oracle_ops), (1, batch_ops))
+                              (1, cancel_ops), (2, schedule_ops), (3, tick_ops), (1, oracle_ops), (1, batch_ops),
+                              (1, adjust_margin_ops))
 focused_streams = st.lists(focused_operations, min_size=10, max_size=60).map(lambda ops: [*SETUP, *ops])
 
 
@@ -205,6 +219,8 @@ class RiskResolver:
             return np.array([_record(CommandKind.BATCH, size=len(recs), ts=self.now)] + recs, dtype=COMMAND_DTYPE)
         if op[0] == "holder_trade":
             return np.array(self._holder_trade(op, engine), dtype=COMMAND_DTYPE)
+        if op[0] in ("margin_mode", "adjust_margin") and op[4]:
+            return to_records([self._struct(op, engine)], SPECS)
         if op[0] in ("deposit", "withdraw", "leverage", "oracle", "schedule") and op[3 if op[0] != "leverage" else 4]:
             return to_records([self._struct(op, engine)], SPECS)
         return np.array([self._record(op, engine)], dtype=COMMAND_DTYPE)
@@ -291,6 +307,18 @@ class RiskResolver:
         if self.risk and engine.totals()[0] + max(atoms, 0) > 1 << 62:
             return 1_000 * USD
         return atoms
+
+    def _margin_amount(self, engine, account: int, market: int, amount) -> int:
+        """Atoms to move into an isolated position (< 0: out of it): a plain amount, or
+        ``("cross", d)`` all the cross collateral + d, ``("bucket", d)`` −(the bucket + d)."""
+        if not isinstance(amount, tuple):
+            return amount
+        edge, d = amount
+        if not self.risk or not 0 <= account < RISK.max_accounts or not 0 <= market < len(SPECS):
+            return 1 + d
+        if edge == "cross":
+            return engine.collateral(account) + d
+        return -(engine.position(account, market).margin_atoms + d)
 
     def _position_lots(self, engine, account: int, market: int) -> int:
         if not self.risk or not 0 <= account < RISK.max_accounts or not 0 <= market < len(SPECS):
@@ -447,6 +475,11 @@ class RiskResolver:
             return self._reduce_only(op, engine)
         if kind == "schedule":
             return _record(CommandKind.SCHEDULE_CANCEL, account=op[1], expires_at=self._deadline(op[2]), ts=self.now)
+        if kind == "margin_mode":
+            return _record(CommandKind.SET_MARGIN_MODE, account=op[1], market=op[2], size=op[3], ts=self.now)
+        if kind == "adjust_margin":
+            return _record(CommandKind.ADJUST_MARGIN, account=op[1], market=op[2],
+                           size=self._margin_amount(engine, op[1], op[2], op[3]), ts=self.now)
         raise AssertionError(op)
 
     def _struct(self, op: tuple, engine):
@@ -462,6 +495,12 @@ class RiskResolver:
             return SetLeverage(account=a, market=m, leverage=lev, ts_ns=self.now)
         if kind == "schedule":
             return ScheduleCancel(account=op[1], at_ns=self._deadline(op[2]), ts_ns=self.now)
+        if kind == "margin_mode":
+            mode = {0: "cross", 1: "isolated"}.get(op[3], "hedged")
+            return SetMarginMode(account=op[1], market=op[2], mode=mode, ts_ns=self.now)  # type: ignore[arg-type]
+        if kind == "adjust_margin":
+            atoms = self._margin_amount(engine, op[1], op[2], op[3])
+            return AdjustMargin(account=op[1], market=op[2], amount=Decimal(atoms) / USD, ts_ns=self.now)
         _, m, move, _, step = op
         self.now += step
         tick = SPECS[m].tick_size if 0 <= m < len(SPECS) else Decimal("0.01")
@@ -504,6 +543,7 @@ def compare_queries(fast: Engine, slow: ReferenceEngine) -> None:
         for m in range(len(SPECS)):
             assert fast.position(a, m) == slow.position(a, m)
             assert fast.liquidation_price(a, m) == slow.liquidation_price(a, m)
+            assert fast.isolated_equity(a, m) == slow.isolated_equity(a, m)
     for m in range(len(SPECS)):
         assert (fast.mark(m), fast.oracle(m), fast.predicted_rate_ppb(m)) == \
             (slow.mark(m), slow.oracle(m), slow.predicted_rate_ppb(m))
@@ -610,18 +650,40 @@ def _seeded_op(rng: np.random.Generator) -> tuple:
     return ("tick", jump)
 
 
+def _seeded_margin_ops(rng: np.random.Generator) -> list[tuple]:
+    """One time in 25, a margin-mode or margin-moving operation (from its own generator, so
+    that the other operations stay those their seed draws)."""
+    if rng.random() >= 0.04:
+        return []
+    a = int(rng.choice([0, 1, 2, 3, 4, 5, 6], p=[0.15, 0.2, 0.2, 0.2, 0.15, 0.05, 0.05]))
+    m = int(rng.choice([0, 1, 2], p=[0.55, 0.4, 0.05]))
+    if rng.random() < 0.35:
+        return [("margin_mode", a, m, int(rng.choice([0, 1, 2], p=[0.45, 0.5, 0.05])), bool(rng.random() < 0.3))]
+    roll = rng.random()
+    if roll < 0.6:
+        amount = int(rng.integers(-300, 301)) * USD
+    elif roll < 0.97:
+        amount = (["cross", "bucket"][int(rng.integers(0, 2))], int(rng.integers(-1, 2)))
+    else:
+        amount = 0
+    return [("adjust_margin", a, m, amount, bool(rng.random() < 0.3))]
+
+
 SEEDED_OPS = 10_000
 RISK_CODES = {Reject.AMOUNT_INVALID, Reject.ORACLE_PRICE_INVALID, Reject.PRICE_ABOVE_MAX, Reject.LEVERAGE_INVALID,
               Reject.INSUFFICIENT_MARGIN, Reject.POSITION_LIMIT, Reject.WITHDRAW_TOO_LARGE,
-              Reject.LEVERAGE_NEEDS_MARGIN, Reject.DEADLINE_IN_PAST, Reject.REDUCE_ONLY_WOULD_INCREASE}
+              Reject.LEVERAGE_NEEDS_MARGIN, Reject.DEADLINE_IN_PAST, Reject.REDUCE_ONLY_WOULD_INCREASE,
+              Reject.MARGIN_MODE_INVALID, Reject.MARGIN_AMOUNT_INVALID, Reject.MARGIN_MODE_NOT_FLAT,
+              Reject.NOT_ISOLATED, Reject.MARGIN_ADD_TOO_LARGE, Reject.MARGIN_REMOVE_TOO_LARGE}
 
 
 def test_seeded_long_risk_stream_in_batches_of_varying_sizes():
-    """Several thousand operations, applied in chunks of 1 to 400 units per ``apply`` call (the
+    """Several thousand operations (and, among them, a few hundred margin-mode and isolated
+    margin ones), applied in chunks of 1 to 400 units per ``apply`` call (the
     resolver sees the state at the start of each chunk, so some references go stale); the
     stream must reach every risk event and reject and every liquidation step (the book, its fee,
     the backstop, auto-deleveraging, the fund's work-off), and both engines agree throughout."""
-    rng, sizes = np.random.default_rng(8), np.random.default_rng(11)
+    rng, sizes, margin_rng = np.random.default_rng(8), np.random.default_rng(11), np.random.default_rng(7)
     fast, slow = Engine(SPECS, RISK), ReferenceEngine(SPECS, RISK)
     resolver = RiskResolver(RISK)
     pending = list(SETUP)
@@ -629,7 +691,7 @@ def test_seeded_long_risk_stream_in_batches_of_varying_sizes():
     events = []
     while done < SEEDED_OPS:
         n = int(sizes.choice([1, 3, 10, 60, 400]))
-        ops = pending + [_seeded_op(rng) for _ in range(n)]
+        ops = pending + [op for _ in range(n) for op in [*_seeded_margin_ops(margin_rng), _seeded_op(rng)]]
         pending = []
         chunk = np.concatenate([resolver.unit(op, slow) for op in ops])
         slow_events = slow.apply(chunk)
@@ -819,16 +881,19 @@ shorts = st.lists(st.tuples(st.sampled_from([20, 40, 75, 150]), st.sampled_from(
 
 @settings(max_examples=40 * SCALE, **FUZZ)
 @given(shorts, st.integers(0, 20 * USD), st.sampled_from([500, 1_500, 3_000]),
-       st.lists(st.integers(0, 250), max_size=3), st.integers(1, 4))
+       st.lists(st.integers(0, 250), max_size=3), st.integers(1, 4), st.booleans())
 def test_gaps_through_bankruptcy_agree_on_adl_order_shares_and_the_work_off(shorts, spare, drop_bp, bid_offsets,
-                                                                         ticks):
+                                                                         ticks, isolated):
     """Accounts 1–4 rest asks (one per short); account 0 takes them all on its initial margin at
     20× plus ``spare``; the oracle falls ``drop_bp``; the whale bids a little below the new mark
     (something for the fund to sell to); then ``ticks`` ticks liquidate account 0, deleverage the
-    shorts and work the fund's position off. Both engines agree throughout (events, hash,
-    queries); afterwards no account holding a position has negative equity."""
+    shorts and work the fund's position off; ``isolated``: account 0's long is isolated (its
+    bucket is the IM of its fills). Both engines agree throughout (events, hash, queries);
+    afterwards no account holding a position has negative equity."""
     both = Both()
     both.apply(oracle(0, 10_000), deposit(WHALE, 10**6 * USD))
+    if isolated:
+        both.apply((CommandKind.SET_MARGIN_MODE, dict(account=0, market=0, size=1)))
     total = 0
     for k, (usd, lots, offset) in enumerate(shorts):
         both.apply(deposit(1 + k, usd * USD), place(1 + k, 0, 1, 10_000 + offset, lots))

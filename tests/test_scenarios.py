@@ -20,6 +20,7 @@ import pytest
 
 from engine.codes import CancelReason, LiquidationStep, OracleFlag
 from engine.commands import (
+    AdjustMargin,
     Amend,
     Batch,
     Cancel,
@@ -28,6 +29,7 @@ from engine.commands import (
     Event,
     OracleUpdate,
     PlaceTrigger,
+    SetMarginMode,
     SetMark,
     Tick,
     events_to_structs,
@@ -230,6 +232,24 @@ SCENARIOS: dict[str, tuple] = {
         [NVDA],
         RISK,
     ),
+    "isolated_long_bankrupt": (
+        "ALICE ($1,000) trades NVDA on isolated margin: her buy of 10 at 100.00 moves its IM, $100, into "
+        "the position's bucket, which also pays the taker fee; she adds $5 more. A gap to 85.00 leaves the "
+        "position below zero: the update itself has the fund take it at the mark with the bucket's "
+        "deficit, and auto-deleveraging collects that from CAROL's short; the Tick after it has nothing "
+        "left to do. ALICE's $895 in cross are untouched.",
+        [
+            [OracleUpdate(market=0, price=Decimal(100), ts_ns=_s(1)),
+             Deposit(account=ALICE, amount=Decimal(1_000)), Deposit(account=CAROL, amount=Decimal(10_000)),
+             SetMarginMode(account=ALICE, market=0, mode="isolated")],
+            [ask(CAROL, "10", "100.00", ts_ns=_s(1)), bid(ALICE, "10", "100.00", ts_ns=_s(1))],
+            [AdjustMargin(account=ALICE, market=0, amount=Decimal(5), ts_ns=_s(1))],
+            [OracleUpdate(market=0, price=Decimal(85), ts_ns=_s(2))],
+            [Tick(ts_ns=_s(3))],
+        ],
+        [NVDA],
+        RISK,
+    ),
     "funding_over_a_day": (
         "ALICE is long 10 and BOB short 10 at 100.00; CAROL keeps a book whose impact bid is above "
         "the oracle (premium > 0). Ticks every 30 minutes for 24 hours: a premium sample each, and on "
@@ -412,6 +432,16 @@ def test_tp_sl_transcript_fires_the_stop_for_the_whole_position_and_cancels_the_
     fills = [(e.taker_account, e.maker_account, e.price_ticks, e.size_lots) for e in last
              if e.__struct_config__.tag == "fill"]
     assert fills == [(ALICE, CAROL, 9_450, 3 * SHARE)]
+
+
+def test_isolated_transcript_takes_the_deficit_from_the_bucket_and_adl_not_from_cross():
+    gap, tick = (step.events for step in load("isolated_long_bankrupt").steps[-2:])
+    last = gap  # the oracle update that moves the mark checks the position at once
+    assert not [e for e in tick if e.__struct_config__.tag == "liquidation"]
+    steps = [(int(e.step), e.market, e.account, e.amount) for e in last if e.__struct_config__.tag == "liquidation"]
+    # bucket 100 − 0.35 fee + 5 = 104.65; loss at 85.00: 150; deficit 45.35
+    assert steps == [(2, 0, ALICE, 0), (3, 0, ALICE, -45_350_000), (5, 0, CAROL, 45_350_000)]
+    assert not [e for e in last if e.__struct_config__.tag == "balance"]
 
 
 def test_sweep_transcript_says_what_its_description_says():

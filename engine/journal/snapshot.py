@@ -52,7 +52,7 @@ from engine.journal.errors import (
 from engine.journal.fileops import FileOps
 from engine.spec import EngineConfig, MarketSpec
 
-SNAPSHOT_VERSION = 2  # 2: orders gained ``flags``, accounts ``dms_at``, positions ``ro_n``
+SNAPSHOT_VERSION = 3  # 2: orders gained ``flags``, accounts ``dms_at``, positions ``ro_n``; 3: positions ``iso``, ``margin``
 SNAPSHOT_MAGIC = b"AHSNAPSH"
 TRAILER_TAG = b"AHSE"
 PREFIX = struct.Struct("<8sII")
