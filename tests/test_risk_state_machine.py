@@ -1,6 +1,7 @@
 """A Hypothesis state machine over the risk layer: the numba ``Engine`` and the pure-Python
 ``ReferenceEngine``, both with ``risk=True``, are driven side by side through random
-deposits, withdrawals, leverage changes, orders of every time in force (GTC, IOC, FOK, ALO,
+deposits, withdrawals, leverage changes, margin-mode changes and isolated margin moves
+(accounts 2 and 3 start isolated in one market each), orders of every time in force (GTC, IOC, FOK, ALO,
 market), cancels, amends, oracle moves (±30% jumps included) and ticks that cross 5 s sample
 and hour settlement boundaries, so that funding is settled and accounts are liquidated.
 
@@ -17,7 +18,8 @@ After every rule, for each command it applied:
 * both engines gave identical events, and identical ``state_hash()``, account and market
   queries (``check_both``, ``compare_queries``); both keep their internal invariants;
 * conservation from the public queries, to the atom:
-  ``Σ collateral + insurance fund + fees − Σ position cost = deposits − withdrawals``
+  ``Σ collateral + insurance fund + Σ isolated margin + fees − Σ position cost = deposits −
+  withdrawals``
   (the cost basis is money that left the collateral into open positions; the insurance fund's
   backstop positions count like any other);
 * per market, long lots = short lots over all positions (the fund's included);
@@ -25,7 +27,8 @@ After every rule, for each command it applied:
   FUNDING event per position open before the tick (ascending account) with the credit
   ``⌊−size·oracle·atl·rate / 10⁹⌋``, and one FUNDING_RATE event whose remainder is
   ``−Σ credits ≥ 0``: the positions never receive more than they pay, and the rest goes to the
-  insurance fund; with no liquidation in that tick, every balance moves by exactly its credits
+  insurance fund; with no liquidation in that tick, every balance (collateral plus isolated
+  margin) moves by exactly its credits
   and the fund by the remainders too. The sum is over every position, the fund's included:
   when the fund holds a backstop position it pays (or receives) like a trader, and then the
   traders alone may net receive what the fund pays.
@@ -72,6 +75,8 @@ from test_risk_differential import (
     deposit_amounts,
     expiries,
     leverages,
+    margin_amounts,
+    margin_modes,
     markets,
     offsets,
     oracle_moves,
@@ -160,7 +165,10 @@ class RiskStateMachine(RuleBasedStateMachine):
         return slow_events
 
     def _balances(self) -> list[int]:
-        return [self.slow.collateral(a) for a in range(N_ACCOUNTS)] + [self.slow.insurance_fund()]
+        """Each account's collateral plus its isolated margin (funding of an isolated position
+        goes to its bucket), then the fund's."""
+        return [self.slow.collateral(a) + sum(self.slow.position(a, m).margin_atoms for m in range(len(SPECS)))
+                for a in range(N_ACCOUNTS)] + [self.slow.insurance_fund()]
 
     def _op(self, op: tuple) -> np.ndarray:
         """Resolve an abstract operation (``test_risk_differential`` shapes) and apply it."""
@@ -199,6 +207,16 @@ class RiskStateMachine(RuleBasedStateMachine):
     def set_leverage(self, a, m, lev, struct):
         self._begin()
         self._op(("leverage", a, m, lev, struct))
+
+    @rule(a=accounts, m=markets, mode=margin_modes, struct=as_struct)
+    def set_margin_mode(self, a, m, mode, struct):
+        self._begin()
+        self._op(("margin_mode", a, m, mode, struct))
+
+    @rule(a=accounts, m=markets, amount=margin_amounts, struct=as_struct)
+    def adjust_margin(self, a, m, amount, struct):
+        self._begin()
+        self._op(("adjust_margin", a, m, amount, struct))
 
     @rule(target=orders, m=markets, a=weighted((12, accounts), (1, hostile_accounts)), side=sides, tif=tifs,
           stp=stps, offset=offsets, size=size_keys, expiry=expiries, cloid=cloids,
@@ -356,11 +374,12 @@ class RiskStateMachine(RuleBasedStateMachine):
     def conservation_from_queries(self):
         for engine in (self.fast, self.slow):
             collateral = sum(engine.collateral(a) for a in range(N_ACCOUNTS)) + engine.insurance_fund()
+            margin = sum(engine.position(a, m).margin_atoms for a in HOLDERS for m in range(len(SPECS)))
             cost = sum(engine.position(a, m).cost_atoms for a in HOLDERS for m in range(len(SPECS)))
             deposits, withdrawals = engine.totals()
-            assert collateral + engine.fees() - cost == deposits - withdrawals, (
-                f"{type(engine).__name__}: collateral {collateral} + fees {engine.fees()} - cost {cost} != "
-                f"deposits {deposits} - withdrawals {withdrawals}")
+            assert collateral + margin + engine.fees() - cost == deposits - withdrawals, (
+                f"{type(engine).__name__}: collateral {collateral} + isolated margin {margin} + fees "
+                f"{engine.fees()} - cost {cost} != deposits {deposits} - withdrawals {withdrawals}")
 
     @invariant()
     def long_equals_short(self):
