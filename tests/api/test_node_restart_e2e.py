@@ -1,6 +1,7 @@
 """``afterhours node`` killed with SIGKILL in the middle of a stream of orders and started
 again on the same port and data directory, with real ``api.client.Client``s that reconnect
-by themselves (spec/gateway.md §5; catalogue items 9, 12, 15, 17).
+by themselves (spec/gateway.md §5.1–5.3; catalogue items 9 and 17 through a real process;
+a retried ``cloid``, item 12's promise, across the restart).
 
 The accounts: the demo account (A, ``demo-1``) places the stream; the maker's account (B,
 ``maker-2``, funded and keyed by a first start with the bots' accounts on, the bots
