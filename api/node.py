@@ -364,11 +364,20 @@ def minimal_app(node: Node) -> web.Application:
 
 
 def default_bots(node: Node) -> list[Coroutine]:
-    """The demo market maker and taker (``api.bots``), when that package and the gateway exist."""
+    """The demo market maker and taker (``api.bots``), when that package and the gateway exist;
+    on a shifted clock they get the node's (``node_clock_ms``)."""
     if importlib.util.find_spec("api.bots") is None or importlib.util.find_spec("api.gateway") is None:
         node.out("demo bots: not available in this build (needs api.bots and api.gateway)")
         return []
     from api.bots import bot_coroutines, bot_markets
 
     return bot_coroutines(node.ws_url, maker=node.maker, taker=node.taker, markets=bot_markets(node.specs),
-                          network=node.config.network)
+                          network=node.config.network, clock_ms=node_clock_ms(node))
+
+
+def node_clock_ms(node: Node) -> Callable[[], int] | None:
+    """The node's clock in ms for its own bots when it runs shifted (``time_offset_s``), so
+    their logon nonces fall inside the node's window; None (the wall clock) otherwise."""
+    if not node.config.time_offset_s:
+        return None
+    return lambda: node.clock_ns() // 1_000_000

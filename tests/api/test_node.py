@@ -138,3 +138,18 @@ def test_the_us_markets_go_dark_on_friday_at_2000_new_york_time():
     assert session_at(before, calendar).session == Session.POST
     assert session_at(after, calendar).session == Session.CLOSED_WEEKEND
     assert session_at(after, SPACEX.calendar()).session == Session.INTERNAL_ONLY
+
+
+@pytest.mark.parametrize("offset_s", [0.0, -86_400.0])
+def test_the_bots_log_on_with_the_nodes_clock_when_it_is_shifted(tmp_path, monkeypatch, offset_s):
+    import api.bots
+    from api.node import default_bots
+
+    seen: dict = {}
+    monkeypatch.setattr(api.bots, "bot_coroutines", lambda url, **kw: seen.update(kw) or [])
+    node = Node(config(tmp_path, time_offset_s=offset_s), clock_ns=lambda: 1_700_000_000_123_456_789)
+    assert default_bots(node) == []
+    if offset_s:
+        assert seen["clock_ms"]() == 1_700_000_000_123
+    else:
+        assert seen["clock_ms"] is None  # the wall clock
