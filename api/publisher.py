@@ -42,12 +42,18 @@ import numpy as np
 
 from api import feeds
 from api import protocol as p
-from api.actions import Markets, ns_to_ms
+from api.actions import Markets, ns_to_ms, reason_name
 from api.book_mirror import BookMirror
-from engine.codes import CancelReason, CommandKind, EventKind
+from engine.codes import CommandKind, EventKind
 from engine.commands import unpack_cloid
 
 TRADE_ID_SHIFT = 16
+# Event kinds as plain ints: the per-event dispatch below compares ints, not enum members.
+_FILL, _ACCEPTED, _CANCELLED, _EXPIRED, _AMENDED, _LEVEL = (int(k) for k in (
+    EventKind.FILL, EventKind.ACCEPTED, EventKind.CANCELLED, EventKind.EXPIRED, EventKind.AMENDED, EventKind.LEVEL))
+_FUNDING, _FUNDING_RATE, _LIQUIDATION, _MARK, _MODE, _LEVERAGE, _BALANCE = (int(k) for k in (
+    EventKind.FUNDING, EventKind.FUNDING_RATE, EventKind.LIQUIDATION, EventKind.MARK, EventKind.MODE,
+    EventKind.LEVERAGE, EventKind.BALANCE))
 
 
 class Subscriber(Protocol):
@@ -242,7 +248,7 @@ class _BatchView:
 
     def run(self, rows: np.ndarray) -> None:
         pub = self.pub
-        is_level = rows["kind"] == EventKind.LEVEL
+        is_level = rows["kind"] == _LEVEL
         levels = rows[is_level]
         for m, side, price, size in zip(levels["market"].tolist(), levels["side"].tolist(),
                                         levels["price"].tolist(), levels["size"].tolist()):
@@ -271,36 +277,36 @@ class _BatchView:
     def _event(self, ev: feeds.Ev) -> None:
         kind, m, account, cmd = ev.kind, ev.market, ev.account, ev.cmd
         pub = self.pub
-        if kind == EventKind.FILL:
+        if kind == _FILL:
             self._fill(ev, m, cmd)
-        elif kind == EventKind.ACCEPTED:
+        elif kind == _ACCEPTED:
             first = cmd not in self.accepted_cmds
             self.accepted_cmds.add(cmd)
             cloid = self._cloid_of_cmd(cmd, account) if first else None
             info = feeds.OrderInfo(account, m, ev.side, ev.price, ev.size, ev.size, cloid)
             pub.orders[ev.oid] = info
             self._order(ev.oid, info, "open")
-        elif kind in (EventKind.CANCELLED, EventKind.EXPIRED):
+        elif kind == _CANCELLED or kind == _EXPIRED:
             info = pub.orders.pop(ev.oid, None)
             if info is not None:
-                expired = kind == EventKind.EXPIRED
-                reason = "expired" if expired else CancelReason(ev.reason).name.lower()
+                expired = kind == _EXPIRED
+                reason = "expired" if expired else reason_name(ev.reason)
                 self._order(ev.oid, info, "expired" if expired else "cancelled", reason)
-        elif kind == EventKind.AMENDED:
+        elif kind == _AMENDED:
             info = pub.orders.get(ev.oid)
             if info is not None:
                 info.size += ev.size - info.remaining
                 info.price, info.remaining = ev.price, ev.size
                 self._order(ev.oid, info, "open")
-        elif kind == EventKind.FUNDING:
+        elif kind == _FUNDING:
             funding = feeds.user_funding(pub.markets, ev)
             pub._fundings[account].append(funding)
             self.fundings[account].append(funding)
             self.pos_touched[account].add(m)
-        elif kind == EventKind.FUNDING_RATE:
+        elif kind == _FUNDING_RATE:
             pub._last_funding[m] = ev.oid
             self.markets_touched.add(m)
-        elif kind == EventKind.LIQUIDATION:
+        elif kind == _LIQUIDATION:
             if m < 0:  # COLLATERAL and FEE steps concern the account, not a market
                 self.acct_touched.add(account)
                 return
@@ -309,11 +315,11 @@ class _BatchView:
                 self.liqs[m].append(liq)
             self.pos_touched[account].add(m)
             self.markets_touched.add(m)
-        elif kind in (EventKind.MARK, EventKind.MODE):
+        elif kind == _MARK or kind == _MODE:
             self.markets_touched.add(m)
-        elif kind == EventKind.LEVERAGE:
+        elif kind == _LEVERAGE:
             self.pos_touched[account].add(m)
-        elif kind == EventKind.BALANCE:
+        elif kind == _BALANCE:
             self.acct_touched.add(account)
 
     def _order(self, oid: int, info: feeds.OrderInfo, status: str, reason: str | None = None) -> None:
