@@ -222,6 +222,8 @@ class Sequencer:
             items[0].nonces.append((str(nonce[0]), int(nonce[1])))
         self._queue.extend(items)
         self._wake.set()
+        if len(items) == 1:  # the common case (one wire post): no gather and its extra future
+            return [await items[0].future]
         results = await asyncio.gather(*(it.future for it in items), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
