@@ -8,9 +8,8 @@ action (a batch: its header, then one record per action), the same bytes as
 ``api.actions.to_records`` gives.
 
 A place, cancel or amend that converts cleanly (known market, price and size on the grid,
-a valid cloid, values in range) is packed into its record's bytes here, with its decimal strings
-converted once per distinct string (a bounded cache per market) and no engine ``Struct``
-in between. Anything else (a pre-reject of any kind, and every other action) goes through
+a valid cloid, values in range) is packed into its record's bytes here, each decimal string
+converted once (a bounded cache per market) and no engine ``Struct`` in between. Anything else (a pre-reject of any kind, and every other action) goes through
 the engine's own conversion, so each pre-reject code and its precedence stay defined in
 one place (``engine.commands``).
 
@@ -41,8 +40,8 @@ _FIELDS = ("kind", "side", "tif", "stp", "pre_reject", "market", "account", "fla
            "expires_at", "cloid0", "cloid1", "cloid2", "cloid3")
 assert ec.COMMAND_DTYPE.names == _FIELDS and ec.COMMAND_DTYPE.itemsize == struct.calcsize("<4B3i6q4Q")
 
-_PLACE, _CANCEL, _AMEND, _BATCH = int(CommandKind.PLACE), int(CommandKind.CANCEL), int(CommandKind.AMEND), int(
-    CommandKind.BATCH)
+_PLACE, _CANCEL, _AMEND, _BATCH = (int(kind) for kind in (CommandKind.PLACE, CommandKind.CANCEL, CommandKind.AMEND,
+                                                          CommandKind.BATCH))
 _SIDES = {"buy": int(Side.BUY), "sell": int(Side.SELL)}
 _TIFS = {"gtc": int(Tif.GTC), "ioc": int(Tif.IOC), "fok": int(Tif.FOK), "alo": int(Tif.ALO)}
 _STPS = {"expire_maker": int(Stp.EXPIRE_MAKER), "expire_taker": int(Stp.EXPIRE_TAKER),
