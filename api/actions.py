@@ -168,76 +168,103 @@ def pre_rejects(records: np.ndarray) -> list[int]:
 # ------------------------------------------------------------------------ events -> wire
 
 
-def _of_cmd(events: np.ndarray, cmd: int) -> np.ndarray:
-    return events[events["cmd"] == cmd]
+# Events are read as plain tuples (``events.tolist()``), grouped by command once: a status
+# costs a few comparisons of ints, not a numpy mask per field. The indices follow EVENT_DTYPE.
+_KIND, _REASON, _CODE, _CMD, _MARKET, _OID, _PRICE, _SIZE = (ec.EVENT_DTYPE.names.index(name) for name in (
+    "kind", "reason", "code", "cmd", "market", "oid", "price", "size"))
+_ACCEPTED, _REJECTED, _FILL = int(EventKind.ACCEPTED), int(EventKind.REJECTED), int(EventKind.FILL)
+_CANCELLED, _EXPIRED, _AMENDED = int(EventKind.CANCELLED), int(EventKind.EXPIRED), int(EventKind.AMENDED)
+_TRIGGER, _SCHEDULE = int(EventKind.TRIGGER), int(EventKind.SCHEDULE)
+_TRIGGER_PLACED, _TRIGGER_CANCELLED = int(TriggerStep.PLACED), int(TriggerStep.CANCELLED)
+_REASONS = {int(reason): reason.name.lower() for reason in CancelReason}
+_REJECTED_BY_CODE: dict[int, p.Rejected] = {}
 
 
 def reason_name(reason: int) -> str:
-    try:
-        return CancelReason(reason).name.lower()
-    except ValueError:
-        return str(reason)
+    return _REASONS.get(reason) or str(reason)
 
 
-def _rejected(ev: np.void) -> p.Rejected:
-    return p.rejected(int(ev["code"]))
+def _rejected_status(code: int) -> p.Rejected:
+    """``p.rejected(code)``, built once per code (the Struct is immutable)."""
+    status = _REJECTED_BY_CODE.get(code)
+    if status is None:
+        status = _REJECTED_BY_CODE[code] = p.rejected(code)
+    return status
 
 
-def _place_status(evs: np.ndarray, markets: Markets, cloid: str | None) -> p.ActionStatus:
-    head = evs[(evs["kind"] == EventKind.ACCEPTED) | (evs["kind"] == EventKind.REJECTED)]
-    if len(head) == 0:
-        return p.rejected(Reject.BAD_FIELD, "the engine reported no outcome")
-    first = head[0]
-    if first["kind"] == EventKind.REJECTED:
-        return _rejected(first)
-    oid, market, size = int(first["oid"]), int(first["market"]), int(first["size"])
-    fills = evs[(evs["kind"] == EventKind.FILL) & (evs["oid"] == oid)]
-    filled = int(fills["size"].sum())
-    notional = int(sum(int(f["price"]) * int(f["size"]) for f in fills))
+def _no_outcome() -> p.Rejected:
+    return p.rejected(Reject.BAD_FIELD, "the engine reported no outcome")
+
+
+def _first(evs: list[tuple], kind: int) -> tuple | None:
+    for ev in evs:
+        if ev[_KIND] == kind:
+            return ev
+    return None
+
+
+def _place_status(evs: list[tuple], markets: Markets, cloid: str | None) -> p.ActionStatus:
+    first = None
+    for ev in evs:
+        if ev[_KIND] == _ACCEPTED or ev[_KIND] == _REJECTED:
+            first = ev
+            break
+    if first is None:
+        return _no_outcome()
+    if first[_KIND] == _REJECTED:
+        return _rejected_status(first[_CODE])
+    oid, market, size = first[_OID], first[_MARKET], first[_SIZE]
+    filled = notional = 0
+    gone = None
+    for ev in evs:
+        if ev[_OID] != oid:
+            continue
+        kind = ev[_KIND]
+        if kind == _FILL:
+            filled += ev[_SIZE]
+            notional += ev[_PRICE] * ev[_SIZE]
+        elif gone is None and (kind == _CANCELLED or kind == _EXPIRED):
+            gone = ev
     avg = markets.avg_price(market, notional, filled)
-    gone = evs[((evs["kind"] == EventKind.CANCELLED) | (evs["kind"] == EventKind.EXPIRED)) & (evs["oid"] == oid)]
     if filled >= size:
         return p.Filled(oid, markets.size(market, filled), avg or "0", cloid)
-    if len(gone):
-        reason = "expired" if gone[0]["kind"] == EventKind.EXPIRED else reason_name(int(gone[0]["reason"]))
+    if gone is not None:
+        reason = "expired" if gone[_KIND] == _EXPIRED else reason_name(gone[_REASON])
         return p.Cancelled(oid, cloid, markets.size(market, filled), avg, reason)
     return p.Resting(oid, cloid, markets.size(market, filled), avg)
 
 
-def _status(item: p.Action, evs: np.ndarray, markets: Markets, cloids: dict[int, str]) -> p.ActionStatus:
-    rejects = evs[evs["kind"] == EventKind.REJECTED]
-    if isinstance(item, p.Place):
+def _status(item: p.Action, evs: list[tuple], markets: Markets, cloids: dict[int, str]) -> p.ActionStatus:
+    kind = type(item)
+    if kind is p.Place:
         return _place_status(evs, markets, item.cloid)
-    if len(rejects) and not isinstance(item, p.CancelAll):
-        return _rejected(rejects[0])
-    if isinstance(item, p.Cancel):
-        done = evs[evs["kind"] == EventKind.CANCELLED]
-        if len(done):
-            oid = int(done[0]["oid"])
+    reject = _first(evs, _REJECTED)
+    if reject is not None:
+        return _rejected_status(reject[_CODE])
+    if kind is p.Cancel:
+        done = _first(evs, _CANCELLED)
+        if done is not None:
+            oid = done[_OID]
             return p.Cancelled(oid, item.cloid or cloids.get(oid), reason="user")
-    elif isinstance(item, p.CancelAll):
-        if len(rejects):
-            return _rejected(rejects[0])
-        return p.CancelledAll(int(np.count_nonzero(evs["kind"] == EventKind.CANCELLED)))
-    elif isinstance(item, p.Amend):
-        done = evs[evs["kind"] == EventKind.AMENDED]
-        if len(done):
-            ev, market = done[0], int(done[0]["market"])
-            oid = int(ev["oid"])
-            return p.Amended(oid, markets.price(market, int(ev["price"])), markets.size(market, int(ev["size"])),
+    elif kind is p.CancelAll:
+        return p.CancelledAll(sum(1 for ev in evs if ev[_KIND] == _CANCELLED))
+    elif kind is p.Amend:
+        done = _first(evs, _AMENDED)
+        if done is not None:
+            market, oid = done[_MARKET], done[_OID]
+            return p.Amended(oid, markets.price(market, done[_PRICE]), markets.size(market, done[_SIZE]),
                              item.cloid or cloids.get(oid))
-    elif isinstance(item, p.PlaceTrigger | p.CancelTrigger):
-        step = TriggerStep.PLACED if isinstance(item, p.PlaceTrigger) else TriggerStep.CANCELLED
-        done = evs[(evs["kind"] == EventKind.TRIGGER) & (evs["reason"] == step)]
-        if len(done):
-            tid = int(done[0]["oid"])
-            return p.TriggerPlaced(tid) if step == TriggerStep.PLACED else p.TriggerCancelled(tid)
-    elif isinstance(item, p.ScheduleCancel):
-        done = evs[evs["kind"] == EventKind.SCHEDULE]
-        if len(done):
-            at_ns = int(done[0]["size"])
+    elif kind is p.PlaceTrigger or kind is p.CancelTrigger:
+        step = _TRIGGER_PLACED if kind is p.PlaceTrigger else _TRIGGER_CANCELLED
+        for ev in evs:
+            if ev[_KIND] == _TRIGGER and ev[_REASON] == step:
+                return p.TriggerPlaced(ev[_OID]) if step == _TRIGGER_PLACED else p.TriggerCancelled(ev[_OID])
+    elif kind is p.ScheduleCancel:
+        done = _first(evs, _SCHEDULE)
+        if done is not None:
+            at_ns = done[_SIZE]
             return p.Scheduled(ns_to_ms(at_ns) if at_ns else None)
-    return p.rejected(Reject.BAD_FIELD, "the engine reported no outcome")
+    return _no_outcome()
 
 
 def statuses(action: p.Action, events: np.ndarray, first_cmd: int, markets: Markets,
@@ -246,14 +273,20 @@ def statuses(action: p.Action, events: np.ndarray, first_cmd: int, markets: Mark
     action's records, whose first record has ``cmd == first_cmd``; ``cloids`` maps oids to
     client order ids for the answers to cancels and amends by oid."""
     cloids = cloids or {}
-    if isinstance(action, p.Batch):
-        head = _of_cmd(events, first_cmd)
-        head_rejects = head[head["kind"] == EventKind.REJECTED]
-        if len(head_rejects):
-            return [_rejected(head_rejects[0])] * len(action.actions)
-        return [_status(item, _of_cmd(events, first_cmd + 1 + k), markets, cloids)
+    by_cmd: dict[int, list[tuple]] = {}
+    for ev in events.tolist():
+        evs = by_cmd.get(ev[_CMD])
+        if evs is None:
+            by_cmd[ev[_CMD]] = [ev]
+        else:
+            evs.append(ev)
+    if type(action) is p.Batch:
+        head_reject = _first(by_cmd.get(first_cmd, ()), _REJECTED)
+        if head_reject is not None:
+            return [_rejected_status(head_reject[_CODE])] * len(action.actions)
+        return [_status(item, by_cmd.get(first_cmd + 1 + k, []), markets, cloids)
                 for k, item in enumerate(action.actions)]
-    return [_status(action, _of_cmd(events, first_cmd), markets, cloids)]
+    return [_status(action, by_cmd.get(first_cmd, []), markets, cloids)]
 
 
 __all__ = ["ATOMS_PER_USD", "PPB", "Markets", "pre_rejects", "rate", "statuses", "to_command", "to_records", "usd"]

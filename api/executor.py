@@ -11,7 +11,8 @@ Layout
   in flight waits for it and gets the same answer, and one after it (within the last
   ``cache_size`` answers) gets the original answer again (§5.2), unless the original was
   rejected (no order was made, so a retry may try again);
-3 the action becomes engine records; a single action the conversion already refused is
+3 the action becomes engine records (``api.records``, the same records as
+  ``api.actions.to_records``); a single action the conversion already refused is
   answered at once (nothing journaled); everything else is submitted and answered from
   its own events (``api.actions.statuses``) once it is durable. ``seq`` is 0 when nothing
   was journaled.
@@ -39,6 +40,7 @@ from api import actions
 from api import protocol as p
 from api.errors import GatewayCode, compose_msg, wire_code
 from api.ratelimit import KeyLimiter
+from api.records import RecordWriter
 from api.sequencer import SequencerUnavailable
 
 Nonce = tuple[str, int]
@@ -50,6 +52,7 @@ class Executor:
                  cloids_of: Callable[[], dict[int, object]], *, cache_size: int = 10_000,
                  on_reject: Callable[[int], None] | None = None):
         self.sequencer, self.markets, self.key_limiter = sequencer, markets, key_limiter
+        self._records = RecordWriter(markets)
         self.clock_ns = clock_ns
         self._orders = cloids_of
         self._cache: OrderedDict[tuple[int, str], p.PostResponse] = OrderedDict()
@@ -135,7 +138,7 @@ class Executor:
         return await self._submit(action, account, nonce)
 
     async def _submit(self, action: p.Action, account: int, nonce: Nonce | None) -> p.PostResponse:
-        records = actions.to_records(action, account, self.markets)
+        records = self._records.records(action, account)
         if len(records) == 1 and records[0]["pre_reject"]:
             await self._journal_nonce(nonce)
             code = int(records[0]["pre_reject"])

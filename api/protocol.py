@@ -891,7 +891,16 @@ def format_decimal(value: Decimal | int) -> str:
 def action_tags(action: Action) -> list[str]:
     """The ``type`` of each action a request carries, a batch flattened, in order."""
     items = action.actions if isinstance(action, Batch) else [action]
-    return [type(item).__struct_config__.tag for item in items]
+    tags = []
+    for item in items:
+        tag = _TAG_OF.get(type(item))
+        if tag is None:
+            tag = _TAG_OF[type(item)] = type(item).__struct_config__.tag
+        tags.append(tag)
+    return tags
+
+
+_TAG_OF: dict[type, str] = {}  # __struct_config__ builds a new config object on every read
 
 
 def is_private(subscription: Subscription) -> bool:

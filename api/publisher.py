@@ -34,6 +34,7 @@ Known limitations
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict, defaultdict, deque
 from functools import partial
 from typing import Any, Callable, Hashable, Protocol
@@ -42,12 +43,20 @@ import numpy as np
 
 from api import feeds
 from api import protocol as p
-from api.actions import Markets, ns_to_ms
+from api.actions import Markets, ns_to_ms, reason_name
 from api.book_mirror import BookMirror
-from engine.codes import CancelReason, CommandKind, EventKind
-from engine.commands import unpack_cloid
+from engine.codes import CommandKind, EventKind
+from engine.commands import CLOID_MAX_BYTES, COMMAND_DTYPE, unpack_cloid
 
 TRADE_ID_SHIFT = 16
+_LITTLE_ENDIAN = sys.byteorder == "little"
+_RECORD_BYTES, _CLOID_AT = COMMAND_DTYPE.itemsize, COMMAND_DTYPE.fields["cloid0"][1]
+# Event kinds as plain ints: the per-event dispatch below compares ints, not enum members.
+_FILL, _ACCEPTED, _CANCELLED, _EXPIRED, _AMENDED, _LEVEL = (int(k) for k in (
+    EventKind.FILL, EventKind.ACCEPTED, EventKind.CANCELLED, EventKind.EXPIRED, EventKind.AMENDED, EventKind.LEVEL))
+_FUNDING, _FUNDING_RATE, _LIQUIDATION, _MARK, _MODE, _LEVERAGE, _BALANCE = (int(k) for k in (
+    EventKind.FUNDING, EventKind.FUNDING_RATE, EventKind.LIQUIDATION, EventKind.MARK, EventKind.MODE,
+    EventKind.LEVERAGE, EventKind.BALANCE))
 
 
 class Subscriber(Protocol):
@@ -171,14 +180,20 @@ class Publisher:
 
     def remember_order(self, oid: int, info: feeds.OrderInfo, status: str, reason: str | None, ts_ns: int) -> None:
         """Keep an order's latest state for ``order_status`` (bounded, oldest forgotten first)."""
-        state = (info.account, info.market, info.side, info.price, info.size, info.remaining, info.cloid,
-                 status, reason, ts_ns)
-        keys = [(info.account, "oid", oid)] + ([(info.account, "cloid", info.cloid)] if info.cloid else [])
-        for key in keys:
-            self._recent[key] = (oid, state)
-            self._recent.move_to_end(key)
-        while len(self._recent) > self._recent_max:
-            self._recent.popitem(last=False)
+        state = (oid, (info.account, info.market, info.side, info.price, info.size, info.remaining, info.cloid,
+                       status, reason, ts_ns))
+        recent = self._recent
+        key = (info.account, "oid", oid)
+        if key in recent:
+            recent.move_to_end(key)
+        recent[key] = state
+        if info.cloid:
+            key = (info.account, "cloid", info.cloid)
+            if key in recent:
+                recent.move_to_end(key)
+            recent[key] = state
+        while len(recent) > self._recent_max:
+            recent.popitem(last=False)
 
     def order_status(self, account: int, oid: int | None, cloid: str | None) -> p.OrderStatus:
         """The last known state of one of ``account``'s orders, by oid or else by cloid."""
@@ -238,11 +253,13 @@ class _BatchView:
         self.acct_touched: set[int] = set()
         self.fills_per_cmd: dict[int, int] = defaultdict(int)
         self.accepted_cmds: set[int] = set()
-        self._places: np.ndarray | None = None  # commands that are places with a cloid
+        self._places: list[bool] | None = None  # commands that are places with a cloid
+        self._accounts: list[int] = []  # each command's account
+        self._raw: bytes | None = None  # the commands' bytes
 
     def run(self, rows: np.ndarray) -> None:
         pub = self.pub
-        is_level = rows["kind"] == EventKind.LEVEL
+        is_level = rows["kind"] == _LEVEL
         levels = rows[is_level]
         for m, side, price, size in zip(levels["market"].tolist(), levels["side"].tolist(),
                                         levels["price"].tolist(), levels["size"].tolist()):
@@ -260,47 +277,51 @@ class _BatchView:
     def _cloid_of_cmd(self, cmd: int, account: int) -> str | None:
         if self._places is None:
             c = self.batch.commands
-            self._places = (c["kind"] == CommandKind.PLACE) & ((c["cloid0"] | c["cloid1"] | c["cloid2"] | c["cloid3"]) != 0)
-        if not self._places[cmd]:
+            self._places = ((c["kind"] == CommandKind.PLACE)
+                            & ((c["cloid0"] | c["cloid1"] | c["cloid2"] | c["cloid3"]) != 0)).tolist()
+            self._accounts = c["account"].tolist()
+            self._raw = c.tobytes() if _LITTLE_ENDIAN else None
+        if not self._places[cmd] or self._accounts[cmd] != account:
             return None
-        rec = self.batch.commands[cmd]
-        if rec["account"] != account:
-            return None
-        return unpack_cloid([rec["cloid0"], rec["cloid1"], rec["cloid2"], rec["cloid3"]])
+        if self._raw is None:
+            rec = self.batch.commands[cmd]
+            return unpack_cloid([rec["cloid0"], rec["cloid1"], rec["cloid2"], rec["cloid3"]])
+        at = cmd * _RECORD_BYTES + _CLOID_AT  # the four little-endian words are the cloid's bytes
+        return self._raw[at : at + CLOID_MAX_BYTES].rstrip(b"\x00").decode("utf-8")
 
     def _event(self, ev: feeds.Ev) -> None:
         kind, m, account, cmd = ev.kind, ev.market, ev.account, ev.cmd
         pub = self.pub
-        if kind == EventKind.FILL:
+        if kind == _FILL:
             self._fill(ev, m, cmd)
-        elif kind == EventKind.ACCEPTED:
+        elif kind == _ACCEPTED:
             first = cmd not in self.accepted_cmds
             self.accepted_cmds.add(cmd)
             cloid = self._cloid_of_cmd(cmd, account) if first else None
             info = feeds.OrderInfo(account, m, ev.side, ev.price, ev.size, ev.size, cloid)
             pub.orders[ev.oid] = info
             self._order(ev.oid, info, "open")
-        elif kind in (EventKind.CANCELLED, EventKind.EXPIRED):
+        elif kind == _CANCELLED or kind == _EXPIRED:
             info = pub.orders.pop(ev.oid, None)
             if info is not None:
-                expired = kind == EventKind.EXPIRED
-                reason = "expired" if expired else CancelReason(ev.reason).name.lower()
+                expired = kind == _EXPIRED
+                reason = "expired" if expired else reason_name(ev.reason)
                 self._order(ev.oid, info, "expired" if expired else "cancelled", reason)
-        elif kind == EventKind.AMENDED:
+        elif kind == _AMENDED:
             info = pub.orders.get(ev.oid)
             if info is not None:
                 info.size += ev.size - info.remaining
                 info.price, info.remaining = ev.price, ev.size
                 self._order(ev.oid, info, "open")
-        elif kind == EventKind.FUNDING:
+        elif kind == _FUNDING:
             funding = feeds.user_funding(pub.markets, ev)
             pub._fundings[account].append(funding)
             self.fundings[account].append(funding)
             self.pos_touched[account].add(m)
-        elif kind == EventKind.FUNDING_RATE:
+        elif kind == _FUNDING_RATE:
             pub._last_funding[m] = ev.oid
             self.markets_touched.add(m)
-        elif kind == EventKind.LIQUIDATION:
+        elif kind == _LIQUIDATION:
             if m < 0:  # COLLATERAL and FEE steps concern the account, not a market
                 self.acct_touched.add(account)
                 return
@@ -309,11 +330,11 @@ class _BatchView:
                 self.liqs[m].append(liq)
             self.pos_touched[account].add(m)
             self.markets_touched.add(m)
-        elif kind in (EventKind.MARK, EventKind.MODE):
+        elif kind == _MARK or kind == _MODE:
             self.markets_touched.add(m)
-        elif kind == EventKind.LEVERAGE:
+        elif kind == _LEVERAGE:
             self.pos_touched[account].add(m)
-        elif kind == EventKind.BALANCE:
+        elif kind == _BALANCE:
             self.acct_touched.add(account)
 
     def _order(self, oid: int, info: feeds.OrderInfo, status: str, reason: str | None = None) -> None:
@@ -379,10 +400,14 @@ class _BatchView:
     def _publish_private(self) -> None:
         pub, seq, ts = self.pub, self.pub.seq, self.batch.ts_ns
         updates: dict[int, list[p.OrderUpdate]] = defaultdict(list)
+        watched: dict[int, bool] = {}  # account -> has an orderUpdates subscriber
         for oid in sorted(self.orders_touched):
             info, status, reason = self.orders_touched[oid]
             pub.remember_order(oid, info, status, reason, ts)
-            if pub._has(p.OrderUpdatesSub(account=info.account)):
+            account = info.account
+            if account not in watched:
+                watched[account] = pub._has(p.OrderUpdatesSub(account=account))
+            if watched[account]:
                 updates[info.account].append(info.update(pub.markets, status, ts, reason, oid))
         for account in sorted(updates):
             orders = updates[account]
