@@ -146,7 +146,7 @@ async def gateway(aiohttp_server):
     await fake.drop_all()
 
 
-async def eventually(predicate, timeout: float = 3.0) -> None:
+async def eventually(predicate, timeout: float = 20.0) -> None:
     async def poll():
         while not predicate():
             await asyncio.sleep(0.005)

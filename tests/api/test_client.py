@@ -51,7 +51,7 @@ async def client(gateway):
         yield c
 
 
-async def eventually(predicate, timeout: float = 3.0) -> None:
+async def eventually(predicate, timeout: float = 20.0) -> None:
     async def poll():
         while not predicate():
             await asyncio.sleep(0.005)

@@ -46,7 +46,7 @@ def client_for(node: Node, signer) -> Client:
     return Client(ClientConfig(node.url, **FAST), signer, rng=random.Random(1), clock_ms=node.clock.ms)
 
 
-async def eventually(predicate, timeout: float = 5.0) -> None:
+async def eventually(predicate, timeout: float = 20.0) -> None:
     async def poll():
         while not predicate():
             await asyncio.sleep(0.01)
