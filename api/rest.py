@@ -75,8 +75,9 @@ def _market_id(gw: Gateway, request: web.Request) -> int | web.Response:
     return gw.markets.id_of(symbol)
 
 
-async def post_action(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
+async def _signed_body(gw, request: web.Request, decode) -> tuple[object, bytes] | web.Response:
+    """Admission, the body within the size limit, and ``decode(body, limit)``: the decoded
+    signed request and its bytes, or the error response."""
     refused = _admit(gw, request)
     if refused is not None:
         return refused
@@ -86,10 +87,17 @@ async def post_action(request: web.Request) -> web.Response:
     except web.HTTPRequestEntityTooLarge:
         return error_response(gw, GatewayCode.MESSAGE_TOO_LARGE, f"the limit is {limit} bytes", 413)
     try:
-        signed = p.decode_signed_action(body, limit)
+        return decode(body, limit), body
     except ProtocolError as exc:
-        status = 413 if exc.code == GatewayCode.MESSAGE_TOO_LARGE else 400
-        return error_response(gw, exc.code, exc.detail, status)
+        return error_response(gw, exc.code, exc.detail, 413 if exc.code == GatewayCode.MESSAGE_TOO_LARGE else 400)
+
+
+async def post_action(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    read = await _signed_body(gw, request, p.decode_signed_action)
+    if isinstance(read, web.Response):
+        return read
+    signed, body = read
     try:
         account = gw.auth.authorize_signed_action(signed, body, gw.now_ms())
     except AuthError as exc:
@@ -109,18 +117,10 @@ async def post_query(request: web.Request) -> web.Response:
     """A signed private read (scope ``read``): open orders, one order's status, positions,
     the account, recent fills. Its nonce is journaled like an action's."""
     gw = request.app[GATEWAY]
-    refused = _admit(gw, request)
-    if refused is not None:
-        return refused
-    limit = gw.limits.max_message_bytes
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(gw, GatewayCode.MESSAGE_TOO_LARGE, f"the limit is {limit} bytes", 413)
-    try:
-        signed = p.decode_signed_query(body, limit)
-    except ProtocolError as exc:
-        return error_response(gw, exc.code, exc.detail, 413 if exc.code == GatewayCode.MESSAGE_TOO_LARGE else 400)
+    read = await _signed_body(gw, request, p.decode_signed_query)
+    if isinstance(read, web.Response):
+        return read
+    signed, body = read
     try:
         key = gw.auth.verify(key_id=signed.keyId, nonce=signed.nonce, signature=signed.signature,
                              action=p.signed_action_object(body, "query"), scope="read", now_ms=gw.now_ms(),
