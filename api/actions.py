@@ -32,7 +32,7 @@ import numpy as np
 
 from api import protocol as p
 from engine import commands as ec
-from engine.codes import CancelReason, EventKind, Reject, TriggerStep
+from engine.codes import CancelReason, EventKind, MarginMode, Reject, TriggerStep
 from engine.spec import MarketSpec
 from engine.units import ATOMS_PER_USD
 
@@ -151,6 +151,14 @@ def to_command(action: p.Action, account: int, markets: Markets) -> ec.Command:
             return ec.CancelTrigger(market=markets.id_of(action.market), account=account, tid=action.tid)
         case p.ScheduleCancel(at=at):
             return ec.ScheduleCancel(account=account, at_ns=ms_to_ns(at))
+        case p.SetLeverage():
+            return ec.SetLeverage(account=account, market=markets.id_of(action.market), leverage=action.leverage)
+        case p.SetMarginMode():
+            return ec.SetMarginMode(account=account, market=markets.id_of(action.market), mode=action.mode)
+        case p.AdjustMargin():
+            return ec.AdjustMargin(account=account, market=markets.id_of(action.market), amount=Decimal(action.amount))
+        case p.Withdraw():
+            return ec.Withdraw(account=account, amount=Decimal(action.amount))
         case _:
             return _item(action, account, markets)
 
@@ -170,11 +178,14 @@ def pre_rejects(records: np.ndarray) -> list[int]:
 
 # Events are read as plain tuples (``events.tolist()``), grouped by command once: a status
 # costs a few comparisons of ints, not a numpy mask per field. The indices follow EVENT_DTYPE.
-_KIND, _REASON, _CODE, _CMD, _MARKET, _OID, _PRICE, _SIZE = (ec.EVENT_DTYPE.names.index(name) for name in (
-    "kind", "reason", "code", "cmd", "market", "oid", "price", "size"))
+_KIND, _REASON, _CODE, _CMD, _MARKET, _OID, _PRICE, _SIZE, _REMAINING = (
+    ec.EVENT_DTYPE.names.index(name) for name in ("kind", "reason", "code", "cmd", "market", "oid", "price", "size",
+                                                  "remaining"))
 _ACCEPTED, _REJECTED, _FILL = int(EventKind.ACCEPTED), int(EventKind.REJECTED), int(EventKind.FILL)
 _CANCELLED, _EXPIRED, _AMENDED = int(EventKind.CANCELLED), int(EventKind.EXPIRED), int(EventKind.AMENDED)
 _TRIGGER, _SCHEDULE = int(EventKind.TRIGGER), int(EventKind.SCHEDULE)
+_LEVERAGE, _MARGIN, _BALANCE = int(EventKind.LEVERAGE), int(EventKind.MARGIN), int(EventKind.BALANCE)
+_MODE_NAMES = {int(mode): mode.name.lower() for mode in MarginMode}
 _TRIGGER_PLACED, _TRIGGER_CANCELLED = int(TriggerStep.PLACED), int(TriggerStep.CANCELLED)
 _REASONS = {int(reason): reason.name.lower() for reason in CancelReason}
 _REJECTED_BY_CODE: dict[int, p.Rejected] = {}
@@ -264,6 +275,30 @@ def _status(item: p.Action, evs: list[tuple], markets: Markets, cloids: dict[int
         if done is not None:
             at_ns = done[_SIZE]
             return p.Scheduled(ns_to_ms(at_ns) if at_ns else None)
+    else:
+        return _account_status(item, evs, markets)
+    return _no_outcome()
+
+
+def _account_status(item: p.Action, evs: list[tuple], markets: Markets) -> p.ActionStatus:
+    """The status of an accepted account action, from its LEVERAGE, MARGIN or BALANCE event:
+    MARGIN carries the mode (reason), the atoms moved (size) and the bucket after (remaining);
+    BALANCE the signed amount (size, < 0 for a withdrawal) and the collateral after (remaining)."""
+    kind = type(item)
+    if kind is p.SetLeverage:
+        done = _first(evs, _LEVERAGE)
+        if done is not None:
+            return p.LeverageSet(markets.symbol(done[_MARKET]), done[_SIZE])
+    elif kind is p.SetMarginMode or kind is p.AdjustMargin:
+        done = _first(evs, _MARGIN)
+        if done is not None and kind is p.SetMarginMode:
+            return p.MarginModeSet(markets.symbol(done[_MARKET]), _MODE_NAMES[done[_REASON]])
+        if done is not None:
+            return p.MarginAdjusted(markets.symbol(done[_MARKET]), usd(done[_SIZE]), usd(done[_REMAINING]))
+    elif kind is p.Withdraw:
+        done = _first(evs, _BALANCE)
+        if done is not None:
+            return p.Withdrawn(usd(-done[_SIZE]), usd(done[_REMAINING]))
     return _no_outcome()
 
 

@@ -62,6 +62,7 @@ from api.protocol import (
     Post,
     SignedAction,
     Subscription,
+    Withdraw,
     is_private,
     signed_action_object,
 )
@@ -386,8 +387,8 @@ class Session(msgspec.Struct, frozen=True):
 
 
 def required_scope(action: Action) -> Scope:
-    """Every order action needs ``trade``; transfers (not yet on the wire) need ``transfer``."""
-    return "trade"
+    """``withdraw`` needs ``transfer``; every other action (orders, leverage, margin) ``trade``."""
+    return "transfer" if isinstance(action, Withdraw) else "trade"
 
 
 class Authenticator:

@@ -51,6 +51,7 @@ class GatewayCode(IntEnum):
     UNKNOWN_ACTION = 5012
     UNKNOWN_CHANNEL = 5013
     UNKNOWN_QUERY = 5014
+    NOT_IN_BATCH = 5015
     # 51xx: authentication and authorisation
     NOT_LOGGED_ON = 5101
     ALREADY_LOGGED_ON = 5102
@@ -99,14 +100,16 @@ GATEWAY_MESSAGES: dict[GatewayCode, str] = {
     GatewayCode.UNKNOWN_FIELD: "The message has a field this protocol does not define; unknown fields are rejected, not ignored.",
     GatewayCode.MISSING_FIELD: "A required field is missing.",
     GatewayCode.WRONG_TYPE: "A field has the wrong JSON type.",
-    GatewayCode.BAD_DECIMAL: "Prices and sizes must be decimal strings such as \"180.05\": digits with an optional "
+    GatewayCode.BAD_DECIMAL: "Prices, sizes and amounts must be decimal strings such as \"180.05\": digits with an optional "
     "'-' and fraction, no exponent, never a JSON number.",
     GatewayCode.BAD_VALUE: "A field's value is outside its allowed range or format.",
     GatewayCode.UNKNOWN_ACTION: "The action 'type' must be one of place, cancel, cancelAll, amend, batch, "
-    "trigger, cancelTrigger or scheduleCancel.",
+    "trigger, cancelTrigger, scheduleCancel, setLeverage, setMarginMode, adjustMargin or withdraw.",
     GatewayCode.UNKNOWN_CHANNEL: "The subscription 'type' must be a channel name: l2Book, l2Delta, trades, market, "
     "liquidations, orderUpdates, userFills, userFundings, positions or account.",
     GatewayCode.UNKNOWN_QUERY: "The query 'type' must be one of openOrders, orderStatus, positions, account or fills.",
+    GatewayCode.NOT_IN_BATCH: "setLeverage, setMarginMode, adjustMargin and withdraw cannot be part of a batch; "
+    "send each as an action of its own.",
     GatewayCode.NOT_LOGGED_ON: "Private channels need a logged-on connection; send a signed logon first.",
     GatewayCode.ALREADY_LOGGED_ON: "This connection is already logged on; open another connection for another key.",
     GatewayCode.SIGNATURE_REQUIRED: "This action must be signed (keyId, nonce, signature), or sent on a logged-on connection.",

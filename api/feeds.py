@@ -157,7 +157,8 @@ def position(engine, markets: Markets, account: int, m: int) -> p.Position:
     margin = -(-notional // max(1, view.leverage))
     liq = engine.liquidation_price(account, m) if size else 0
     return p.Position(markets.symbol(m), markets.size(m, size), entry_str, usd(size * mark * atl - cost),
-                      usd(margin), view.leverage, "cross", markets.price(m, liq) if liq > 0 else None)
+                      usd(margin), view.leverage, "isolated" if view.isolated else "cross",
+                      markets.price(m, liq) if liq > 0 else None, usd(view.margin_atoms) if view.isolated else None)
 
 
 def account_state(engine, account: int, seq: int, is_snapshot: bool) -> p.AccountState:

@@ -6,7 +6,9 @@ Layout
 * scalar wire types: ``DecimalStr`` (prices and sizes), ``WireInt`` (ids, nonces, sequence
   numbers, millisecond times), ``MarketSymbol``, ``ClientOrderId``;
 * client -> server: ``Request`` (``method``: subscribe, unsubscribe, post, logon, ping),
-  ``Action`` (``type``: place, cancel, cancelAll, amend, batch), ``Subscription`` (``type``:
+  ``Action`` (``type``: place, cancel, cancelAll, amend, batch, trigger, cancelTrigger,
+  scheduleCancel, and the account actions setLeverage, setMarginMode, adjustMargin,
+  withdraw), ``Subscription`` (``type``:
   one per channel), and ``SignedAction``, the body of a signed REST action;
 * server -> client: ``Push`` (``{"channel": …, "data": …}``), with ``PostResult`` holding one
   ``ActionStatus`` per action, in order; ``BookResponse`` for ``GET /v1/book``;
@@ -36,7 +38,8 @@ Known limitations
   every mapping so a msgspec upgrade that rewords one shows up as a failure.
 * Reduce-only orders (``Place.reduceOnly``), trigger orders (``trigger``, ``cancelTrigger``)
   and the dead-man switch (``scheduleCancel``) are single actions; a ``batch`` holds only
-  place, cancel and amend, as the engine's batch does.
+  place, cancel and amend, as the engine's batch does. An account action inside a batch is
+  refused as ``NOT_IN_BATCH``.
 """
 
 from __future__ import annotations
@@ -163,7 +166,38 @@ class ScheduleCancel(msgspec.Struct, tag="scheduleCancel", tag_field="type", **_
     at: TimeMs | None = None
 
 
+class SetLeverage(msgspec.Struct, tag="setLeverage", tag_field="type", **_IN):
+    """The account's leverage in one market: a whole number from 1 to the maximum of the
+    position's margin tier (scope ``trade``)."""
+
+    market: MarketSymbol
+    leverage: WireInt
+
+
+class SetMarginMode(msgspec.Struct, tag="setMarginMode", tag_field="type", **_IN):
+    """The account's margin mode in one market; only while it has no position and no open
+    orders there (scope ``trade``)."""
+
+    market: MarketSymbol
+    mode: Literal["cross", "isolated"]
+
+
+class AdjustMargin(msgspec.Struct, tag="adjustMargin", tag_field="type", **_IN):
+    """Move USD between the cross collateral and an open isolated position's margin:
+    ``amount`` > 0 adds to the position, < 0 takes back to cross (scope ``trade``)."""
+
+    market: MarketSymbol
+    amount: DecimalStr
+
+
+class Withdraw(msgspec.Struct, tag="withdraw", tag_field="type", **_IN):
+    """Take ``amount`` USD of collateral out of the account (scope ``transfer``)."""
+
+    amount: DecimalStr
+
+
 BatchItem = Union[Place, Cancel, Amend]
+ACCOUNT_ACTIONS = (SetLeverage, SetMarginMode, AdjustMargin, Withdraw)  # single actions, never in a batch
 
 
 class Batch(msgspec.Struct, tag="batch", tag_field="type", **_IN):
@@ -172,7 +206,8 @@ class Batch(msgspec.Struct, tag="batch", tag_field="type", **_IN):
     actions: Annotated[list[BatchItem], msgspec.Meta(min_length=1, max_length=MAX_BATCH_ACTIONS)]
 
 
-Action = Union[Place, Cancel, CancelAll, Amend, Batch, PlaceTrigger, CancelTrigger, ScheduleCancel]
+Action = Union[Place, Cancel, CancelAll, Amend, Batch, PlaceTrigger, CancelTrigger, ScheduleCancel, SetLeverage,
+               SetMarginMode, AdjustMargin, Withdraw]
 
 # ------------------------------------------------------------------------ subscriptions
 
@@ -393,8 +428,36 @@ class Scheduled(msgspec.Struct, tag="scheduled", tag_field="status", **_OUT):
     at: TimeMs | None
 
 
+class LeverageSet(msgspec.Struct, tag="leverageSet", tag_field="status", **_OUT):
+    """The account's leverage in ``market`` is now ``leverage``."""
+
+    market: str
+    leverage: WireInt
+
+
+class MarginModeSet(msgspec.Struct, tag="marginModeSet", tag_field="status", **_OUT):
+    market: str
+    mode: Literal["cross", "isolated"]
+
+
+class MarginAdjusted(msgspec.Struct, tag="marginAdjusted", tag_field="status", **_OUT):
+    """USD moved into the isolated position's margin (``amount`` < 0: back to cross) and the
+    position's isolated ``margin`` after it."""
+
+    market: str
+    amount: DecimalStr
+    margin: DecimalStr
+
+
+class Withdrawn(msgspec.Struct, tag="withdrawn", tag_field="status", **_OUT):
+    """USD taken out (``amount``, positive) and the account's ``collateral`` after it."""
+
+    amount: DecimalStr
+    collateral: DecimalStr
+
+
 ActionStatus = Union[Resting, Filled, Cancelled, Amended, CancelledAll, Rejected, TriggerPlaced, TriggerCancelled,
-                     Scheduled]
+                     Scheduled, LeverageSet, MarginModeSet, MarginAdjusted, Withdrawn]
 
 
 class PostOk(msgspec.Struct, tag="ok", tag_field="type", **_OUT):
@@ -600,7 +663,10 @@ class UserFundings(msgspec.Struct, **_OUT):
 
 
 class Position(msgspec.Struct, **_OUT):
-    """``size`` is signed (negative = short); ``size "0"`` in a delta means closed."""
+    """``size`` is signed (negative = short); ``size "0"`` in a delta means closed (or, with
+    a changed ``leverage`` or ``marginMode``, a flat market's settings). ``margin`` is the
+    initial margin at ``leverage``; ``isolatedMargin`` the margin held by an isolated
+    position (null when cross)."""
 
     market: str
     size: DecimalStr
@@ -610,6 +676,7 @@ class Position(msgspec.Struct, **_OUT):
     leverage: WireInt
     marginMode: Literal["cross", "isolated"]
     liquidationPrice: DecimalStr | None
+    isolatedMargin: DecimalStr | None = None
 
 
 class Positions(msgspec.Struct, **_OUT):
@@ -796,7 +863,9 @@ def _classify_decode(text: str, frame: bytes | str) -> ProtocolError:
 
 
 _AT = re.compile(r"^(?P<what>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
-_DECIMAL_FIELDS = frozenset({"price", "size"})
+_DECIMAL_FIELDS = frozenset({"price", "size", "amount"})
+_SINGLE_ONLY = frozenset(cls.__struct_config__.tag for cls in ACCOUNT_ACTIONS)
+_TAG_IN = re.compile(r"'(\w+)'")
 
 
 def _classify_validation(text: str, frame: bytes | str) -> ProtocolError:
@@ -825,6 +894,9 @@ def _code_for(what: str, parts: list[str], field: str | None, missing: bool) -> 
     if field == "type" and parent in ("action", "actions"):
         if parent == "actions" and "'batch'" in what:
             return Reject.BATCH_NESTED
+        tag = _TAG_IN.search(what)
+        if parent == "actions" and tag is not None and tag[1] in _SINGLE_ONLY:
+            return GatewayCode.NOT_IN_BATCH
         return GatewayCode.UNKNOWN_ACTION
     if missing:
         return GatewayCode.MISSING_FIELD
@@ -841,7 +913,7 @@ def _code_for(what: str, parts: list[str], field: str | None, missing: bool) -> 
     if field == "actions" and "length <=" in what:
         return Reject.BATCH_TOO_LARGE
     if what.startswith("Invalid enum value"):
-        return Reject.BAD_FIELD
+        return Reject.MARGIN_MODE_INVALID if field == "mode" else Reject.BAD_FIELD
     if re.match(r"Expected `\w+`, got `\w+`$", what):
         return GatewayCode.WRONG_TYPE
     return GatewayCode.BAD_VALUE

@@ -54,9 +54,9 @@ _RECORD_BYTES, _CLOID_AT = COMMAND_DTYPE.itemsize, COMMAND_DTYPE.fields["cloid0"
 # Event kinds as plain ints: the per-event dispatch below compares ints, not enum members.
 _FILL, _ACCEPTED, _CANCELLED, _EXPIRED, _AMENDED, _LEVEL = (int(k) for k in (
     EventKind.FILL, EventKind.ACCEPTED, EventKind.CANCELLED, EventKind.EXPIRED, EventKind.AMENDED, EventKind.LEVEL))
-_FUNDING, _FUNDING_RATE, _LIQUIDATION, _MARK, _MODE, _LEVERAGE, _BALANCE = (int(k) for k in (
+_FUNDING, _FUNDING_RATE, _LIQUIDATION, _MARK, _MODE, _LEVERAGE, _BALANCE, _MARGIN = (int(k) for k in (
     EventKind.FUNDING, EventKind.FUNDING_RATE, EventKind.LIQUIDATION, EventKind.MARK, EventKind.MODE,
-    EventKind.LEVERAGE, EventKind.BALANCE))
+    EventKind.LEVERAGE, EventKind.BALANCE, EventKind.MARGIN))
 
 
 class Subscriber(Protocol):
@@ -335,6 +335,9 @@ class _BatchView:
         elif kind == _LEVERAGE:
             self.pos_touched[account].add(m)
         elif kind == _BALANCE:
+            self.acct_touched.add(account)
+        elif kind == _MARGIN:  # a margin mode set, or margin moved between cross and a position
+            self.pos_touched[account].add(m)
             self.acct_touched.add(account)
 
     def _order(self, oid: int, info: feeds.OrderInfo, status: str, reason: str | None = None) -> None:

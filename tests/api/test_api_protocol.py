@@ -38,6 +38,8 @@ TP_NVDA_POSITION_LIMIT = p.PlaceTrigger(market="NVDA", side="sell", triggerPrice
                                         orderType="limit", price="199.5", triggerOn="last")
 CANCEL_TRIGGER_3 = p.CancelTrigger(market="NVDA", tid=3)
 SCHEDULE_CANCEL = p.ScheduleCancel(at=1_700_000_060_000)
+ACCOUNT_ACTIONS = [p.SetLeverage(market="NVDA", leverage=5), p.SetMarginMode(market="NVDA", mode="isolated"),
+                   p.AdjustMargin(market="NVDA", amount="-12.5"), p.Withdraw(amount="100")]
 
 SUBSCRIPTIONS = [
     p.L2BookSub(market="NVDA", depth=5), p.L2DeltaSub(market="NVDA"), p.TradesSub(market="NVDA"),
@@ -51,7 +53,7 @@ REQUESTS = [
     *(p.Post(id=n, action=a) for n, a in enumerate(
         [PLACE_NVDA_BUY_1_AT_180, PLACE_TSLA_MARKET_SELL, CANCEL_NVDA_OID_7, CANCEL_ALL, AMEND_NVDA_CLOID,
          BATCH_OF_THREE, PLACE_NVDA_REDUCE_ONLY, STOP_NVDA_SELL_AT_170, TP_NVDA_POSITION_LIMIT, CANCEL_TRIGGER_3,
-         SCHEDULE_CANCEL, p.ScheduleCancel()])),
+         SCHEDULE_CANCEL, p.ScheduleCancel(), *ACCOUNT_ACTIONS])),
     p.Post(id=99, action=CANCEL_ALL, keyId="ak_1", nonce=1_700_000_000_000, expiresAfter=1_700_000_005_000,
            signature="ab" * 64),
     p.Logon(keyId="ak_1", nonce=1_700_000_000_000, signature="cd" * 64),
@@ -64,7 +66,9 @@ PUSHES = [
         p.Resting(oid=1, cloid="c-1"), p.Filled(oid=2, filledSize="1", avgPrice="180.05"),
         p.Cancelled(oid=3, reason="ioc_remainder"), p.Amended(oid=4, price="180", size="1"),
         p.CancelledAll(count=5), p.rejected(Reject.PRICE_OFF_TICK, "180.055"), p.TriggerPlaced(tid=3),
-        p.TriggerCancelled(tid=3), p.Scheduled(at=1_700_000_060_000), p.Scheduled(at=None)]))),
+        p.TriggerCancelled(tid=3), p.Scheduled(at=1_700_000_060_000), p.Scheduled(at=None),
+        p.LeverageSet("NVDA", 5), p.MarginModeSet("NVDA", "isolated"), p.MarginAdjusted("NVDA", "-12.5", "87.5"),
+        p.Withdrawn("100", "900")]))),
     p.post_error(2, G.ORDER_RATE_LIMITED, retry_after_ms=20),
     p.PostPush(p.PostResult(3, p.PostError(code=-5107, msg="bad"))),
     p.SubscriptionResponsePush(p.SubscriptionAck("subscribe", p.L2DeltaSub(market="NVDA"))),
@@ -88,7 +92,8 @@ PUSHES = [
     p.UserFundingsPush(p.UserFundings(3, 11, False, [
         p.UserFunding("NVDA", "0.0000125", "-2", "180", "0.0045", 7)])),
     p.PositionsPush(p.Positions(3, 12, True, [
-        p.Position("NVDA", "-2", "180", "-0.1", "36", 10, "cross", "205.3")])),
+        p.Position("NVDA", "-2", "180", "-0.1", "36", 10, "cross", "205.3"),
+        p.Position("TSLA", "1", "250", "0", "25", 10, "isolated", "230", "40")])),
     p.AccountPush(p.AccountState(3, 13, True, "1000", "999.9", "963.9", "36", "18")),
 ]
 SIGNED_ACTION = p.SignedAction(action=BATCH_OF_THREE, keyId="ak_1", nonce=5, signature="ef" * 32)
@@ -156,7 +161,7 @@ def test_pushes_are_channel_and_data_only():
     assert post["channel"] == "post" and post["data"]["id"] == 1
     assert [s["status"] for s in post["data"]["response"]["statuses"]] == [
         "resting", "filled", "cancelled", "amended", "cancelledAll", "rejected", "triggerPlaced", "triggerCancelled",
-        "scheduled", "scheduled"]
+        "scheduled", "scheduled", "leverageSet", "marginModeSet", "marginAdjusted", "withdrawn"]
 
 
 def test_errors_are_negative_codes_with_a_sentence_and_no_null_extras():
@@ -213,6 +218,7 @@ def test_action_tags_flatten_a_batch_in_order():
     assert p.action_tags(CANCEL_ALL) == ["cancelAll"]
     assert p.action_tags(STOP_NVDA_SELL_AT_170) == ["trigger"]
     assert p.action_tags(SCHEDULE_CANCEL) == ["scheduleCancel"]
+    assert [p.action_tags(a)[0] for a in ACCOUNT_ACTIONS] == ["setLeverage", "setMarginMode", "adjustMargin", "withdraw"]
 
 
 # ----------------------------------------------------------------- malformed input
@@ -261,6 +267,12 @@ MALFORMED = [
     ("nested batch", b'{"method":"post","id":7,"action":{"type":"batch","actions":[{"type":"batch","actions":[]}]}}',
      Reject.BATCH_NESTED, 7),
     ("empty batch", b'{"method":"post","id":7,"action":{"type":"batch","actions":[]}}', G.BAD_VALUE, 7),
+    ("withdraw in a batch", b'{"method":"post","id":7,"action":{"type":"batch","actions":[{"type":"withdraw",'
+     b'"amount":"1"}]}}', G.NOT_IN_BATCH, 7),
+    ("bad margin mode", b'{"method":"post","id":7,"action":{"type":"setMarginMode","market":"NVDA","mode":"x"}}',
+     Reject.MARGIN_MODE_INVALID, 7),
+    ("amount as a JSON number", b'{"method":"post","id":7,"action":{"type":"withdraw","amount":1}}',
+     G.BAD_DECIMAL, 7),
     ("cloid of 33 characters", ('{"method":"post","id":7,"action":{"type":"cancel","market":"NVDA","cloid":"%s"}}'
                                 % ("x" * 33)).encode(), Reject.CLOID_INVALID, 7),
     # item 5

@@ -67,6 +67,16 @@ OTHERS = [
     p.CancelTrigger("NVDA", 4),
     p.ScheduleCancel(1_780_000_000_000),
     p.ScheduleCancel(None),
+    p.SetLeverage("NVDA", 5),
+    p.SetLeverage("NVDA", 0),
+    p.SetLeverage("AAPL", 5),
+    p.SetMarginMode("NVDA", "isolated"),
+    p.SetMarginMode("NVDA", "cross"),
+    p.AdjustMargin("NVDA", "12.5"),
+    p.AdjustMargin("NVDA", "-0.000001"),
+    p.AdjustMargin("NVDA", "0.0000001"),
+    p.Withdraw("100"),
+    p.Withdraw("-1"),
 ]
 ITEMS = PLACES + CANCELS + AMENDS
 
