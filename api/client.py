@@ -44,7 +44,7 @@ import random
 import time
 from collections import deque
 from decimal import Decimal
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal
 
 import aiohttp
 import msgspec
@@ -376,6 +376,24 @@ class Client:
         """The dead-man switch: every open order is cancelled at the first tick at or after
         ``at_ms`` (the node's clock) unless moved again; ``None`` clears it."""
         return (await self.post(p.ScheduleCancel(at_ms))).statuses[0]
+
+    async def set_leverage(self, market: str, leverage: int) -> p.ActionStatus:
+        """``LeverageSet`` or ``Rejected`` (scope ``trade``)."""
+        return (await self.post(p.SetLeverage(market, leverage))).statuses[0]
+
+    async def set_margin_mode(self, market: str, mode: Literal["cross", "isolated"]) -> p.ActionStatus:
+        """``MarginModeSet`` or ``Rejected``; only while flat with no open orders in ``market``."""
+        return (await self.post(p.SetMarginMode(market, mode))).statuses[0]
+
+    async def adjust_margin(self, market: str, amount: Number) -> p.ActionStatus:
+        """USD into an open isolated position's margin (negative: back to cross):
+        ``MarginAdjusted`` or ``Rejected``."""
+        return (await self.post(p.AdjustMargin(market, wire_decimal(amount)))).statuses[0]
+
+    async def withdraw(self, amount: Number) -> p.ActionStatus:
+        """USD out of the account's collateral: ``Withdrawn`` or ``Rejected``; the key needs
+        scope ``transfer``."""
+        return (await self.post(p.Withdraw(wire_decimal(amount)))).statuses[0]
 
     async def batch(self, actions: list[p.BatchItem]) -> list[p.ActionStatus]:
         """Up to 50 place/cancel/amend actions; one status per action, in order."""
