@@ -170,3 +170,16 @@ async def test_reduce_only_and_the_dead_man_switch_through_the_client(node):
         status = await client.schedule_cancel(node.clock.ms() + 60_000)
         assert not isinstance(status, p.Rejected), status
         assert isinstance(await client.schedule_cancel(None), p.ActionStatus)
+
+
+@pytest.mark.asyncio
+async def test_account_actions_through_the_client(node):
+    signer = node.keys.create_ed25519(ALICE, ("read", "trade", "transfer"), key_id="alice-transfer",
+                                      seed=bytes(range(3, 35)))
+    async with client_for(node, signer) as client:
+        assert await client.set_leverage("NVDA", 4) == p.LeverageSet("NVDA", 4)
+        assert await client.set_margin_mode("TSLA", "isolated") == p.MarginModeSet("TSLA", "isolated")
+        assert isinstance(await client.adjust_margin("TSLA", Decimal("1")), p.Rejected)  # flat: nothing to adjust
+        assert await client.withdraw(Decimal("250")) == p.Withdrawn("250", "99750")
+    assert node.engine.position(ALICE, 0).leverage == 4 and node.engine.position(ALICE, 1).isolated
+    assert node.engine.collateral(ALICE) == 99_750 * 10**6
