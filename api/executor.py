@@ -9,8 +9,9 @@ Layout
   ``Rejected`` statuses and the rest go ahead;
 2 a place with a ``cloid`` is idempotent per account: a second request while the first is
   in flight waits for it and gets the same answer, and one after it (within the last
-  ``cache_size`` answers) gets the original answer again (§5.2), unless the original was
-  rejected (no order was made, so a retry may try again);
+  ``cache_size`` answers, or among the last cloids of the account in the durable
+  ``api.cloid_index``, which survives restarts) gets the original answer again (§5.2),
+  unless the original was rejected (no order was made, so a retry may try again);
 3 the action becomes engine records (``api.records``, the same records as
   ``api.actions.to_records``); a single action the conversion already refused is
   answered at once (nothing journaled); everything else is submitted and answered from
@@ -25,9 +26,9 @@ Invariants
 
 Known limitations
 -----------------
-* The cloid answer cache lives in memory: after a restart a retry of an order that still
-  rests is refused by the engine as ``DUPLICATE_CLOID``, and one of an order that is gone
-  would be placed again.
+* Across a restart only the durable index answers (the node's: the last
+  ``api.cloid_index.DEFAULT_PER_ACCOUNT`` cloids of each account); a retry of an older cloid
+  is placed again (or, if its order still rests, refused as ``DUPLICATE_CLOID``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ _CANCEL_LIKE = {"cancelTrigger": "cancel", "scheduleCancel": "cancel"}
 class Executor:
     def __init__(self, sequencer, markets: actions.Markets, key_limiter: KeyLimiter, clock_ns: Callable[[], int],
                  cloids_of: Callable[[], dict[int, object]], *, cache_size: int = 10_000,
-                 on_reject: Callable[[int], None] | None = None):
+                 on_reject: Callable[[int], None] | None = None, cloid_index=None):
         self.sequencer, self.markets, self.key_limiter = sequencer, markets, key_limiter
         self._records = RecordWriter(markets)
         self.clock_ns = clock_ns
@@ -58,6 +59,7 @@ class Executor:
         self._cache: OrderedDict[tuple[int, str], p.PostResponse] = OrderedDict()
         self._in_flight: dict[tuple[int, str], asyncio.Future] = {}
         self._cache_size = cache_size
+        self._cloid_index = cloid_index  # api.cloid_index.CloidIndex: answers from before a restart
         self._bounds: deque[tuple[int, int]] = deque(maxlen=1024)  # (first_seq, n) of recent batches
         self._on_reject = on_reject or (lambda code: None)
 
@@ -88,6 +90,10 @@ class Executor:
             if idem in self._cache:
                 await self._journal_nonce(nonce)
                 return self._cache[idem]
+            kept = self._cloid_index.answer(*idem) if self._cloid_index is not None else None
+            if kept is not None:
+                await self._journal_nonce(nonce)
+                return kept
             if idem in self._in_flight:
                 await self._journal_nonce(nonce)
                 return await asyncio.shield(self._in_flight[idem])

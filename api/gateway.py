@@ -84,11 +84,13 @@ class Gateway:
         self.metrics: Metrics = node_metrics(lambda: len(self.connections), self._engine_lag_s)
         self.publisher = Publisher(sequencer.engine, self.markets, seq=sequencer.seq,
                                    ts_ns=getattr(sequencer, "last_ts_ns", 0), recent=config.recent_per_account,
-                                   session_of=session_of, on_publish=self._published)
+                                   session_of=session_of, on_publish=self._published,
+                                   cloid_index=getattr(sequencer, "cloids", None))
         self.key_limiter = KeyLimiter(limits)
         self.ip_limiter = IpLimiter(limits)
         self.executor = Executor(sequencer, self.markets, self.key_limiter, clock_ns, lambda: self.publisher.orders,
-                                 cache_size=config.cloid_cache, on_reject=self.count_reject)
+                                 cache_size=config.cloid_cache, on_reject=self.count_reject,
+                                 cloid_index=getattr(sequencer, "cloids", None))
         self._last_batch_wall = time.monotonic()
         sequencer.add_listener(self.on_batch)
         _time_fsync(sequencer, self.metrics)

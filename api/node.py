@@ -6,7 +6,9 @@ Layout
 ``Node(config)``; ``await node.start()`` then, in order:
 
 1 opens (or creates) the journal in ``<data_dir>/journal`` and recovers the engine (newest
-  usable snapshot + replay), and the nonce journal in ``<data_dir>`` (``api.nonce_log``);
+  usable snapshot + replay), the cloid index (``<data_dir>/cloids.state``, brought up to
+  date by the same replay: ``api.cloid_index``) and the nonce journal in ``<data_dir>``
+  (``api.nonce_log``);
 2 loads the API keys (``<data_dir>/keys.json``, client credentials in ``<data_dir>/keys/``)
   and the ``NonceStore`` (``node.nonces``) from the nonce journal, for the gateway;
 3 starts the ``Sequencer`` (its Tick timer runs from now on);
@@ -65,6 +67,8 @@ from api.auth import (
     Signer,
     create_demo_key,
 )
+from api.actions import Markets
+from api.cloid_index import CloidIndex
 from api.config import SIM_SOURCE, NodeConfig, market_feed, scenario
 from api.nonce_log import NonceLog
 from api.sequencer import Sequencer
@@ -141,19 +145,22 @@ class Node:
     async def start(self) -> None:
         cfg = self.config
         os.makedirs(self.data_dir, exist_ok=True)
+        cloids = CloidIndex.open(self.data_dir, Markets(self.specs))
         try:
             journaled = await asyncio.to_thread(JournaledEngine.open, os.path.join(self.data_dir, "journal"),
-                                                self.specs, self.engine_config)
+                                                self.specs, self.engine_config, on_events=cloids.on_replay)
         except JournalMismatch as err:
             raise JournalMismatch(f"{err}. The markets or engine sizing changed since this data directory was "
                                   "created: start with another --data-dir (or the old configuration)") from None
         self.recovered_seq, self._snapshot_seq = journaled.seq, journaled.seq
         self.recovered_hash = journaled.engine.state_hash()
+        if journaled.recovered is not None:
+            cloids.check_base(journaled.recovered.snapshot_seq)
         nonce_log = NonceLog.open(self.data_dir)
         self._load_keys()
         self.nonces = NonceStore.load(nonce_log.state())  # the gateway checks nonces with this store
         self.sequencer = Sequencer(journaled, clock_ns=self.clock_ns, tick_interval_s=cfg.tick_interval_s,
-                                   max_batch=cfg.max_batch, nonce_log=nonce_log)
+                                   max_batch=cfg.max_batch, nonce_log=nonce_log, cloids=cloids)
         await self.sequencer.start()
         self.demo = await self.open_account(cfg.demo_account, cfg.demo_deposit, demo=True)
         if cfg.bots:

@@ -27,6 +27,8 @@ Invariants
 
 Known limitations
 -----------------
+* ``order_status`` keeps the last ``recent_orders`` states in memory; by ``cloid`` it falls
+  back to the durable ``api.cloid_index`` (the last cloids of each account, across restarts).
 * ``userFills`` and ``userFundings`` snapshots hold the last ``recent`` entries kept in
   memory since the node started, not the account's whole history.
 * ``trades`` and ``liquidations`` have no snapshot.
@@ -73,8 +75,9 @@ class Publisher:
     def __init__(self, engine, markets: Markets, *, seq: int = 0, ts_ns: int = 0, recent: int = 100,
                  recent_orders: int = 20_000,
                  session_of: Callable[[int], str | None] | None = None,
-                 on_publish: Callable[[str, int], None] | None = None):
+                 on_publish: Callable[[str, int], None] | None = None, cloid_index=None):
         self.engine, self.markets = engine, markets
+        self._cloid_index = cloid_index  # api.cloid_index.CloidIndex: closed orders from before a restart
         self.seq, self.ts_ns = seq, ts_ns
         self._session_of = session_of or (lambda m: None)
         self._on_publish = on_publish or (lambda channel, n: None)
@@ -206,6 +209,11 @@ class Publisher:
         for open_oid, info in self.orders.items():
             if info.account == account and (open_oid == oid if oid else info.cloid == cloid):
                 return p.OrderStatus(account, self.seq, info.update(self.markets, "open", self.ts_ns, oid=open_oid))
+        if not oid and cloid and self._cloid_index is not None:
+            kept = self._cloid_index.order(account, cloid)
+            if kept is not None:
+                oid, info, status, reason, ts_ns = kept
+                return p.OrderStatus(account, self.seq, info.update(self.markets, status, ts_ns, reason, oid))
         return p.OrderStatus(account, self.seq, None)
 
     def _market_info(self, m: int) -> p.MarketInfo:

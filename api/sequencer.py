@@ -29,6 +29,13 @@ or, for a request that makes no engine command (a websocket logon),
 start gives the ``NonceState`` to load the gateway's ``NonceStore`` from, so a signed
 request replayed after ``kill -9`` and a restart is still refused (gateway.md §3).
 
+Cloids
+------
+``Sequencer(cloids=index)`` (an ``api.cloid_index.CloidIndex``) makes the index the first
+listener, so it has every batch before any answer is released to its caller's task, and
+``snapshot()`` saves it (``cloids.state``) before the engine snapshot at the same sequence
+number.
+
 Invariants
 ----------
 * Nothing is acknowledged before both fsyncs returned: an ``Ack`` is on disk.
@@ -134,7 +141,7 @@ class Sequencer:
     """See the module docstring."""
 
     def __init__(self, journaled: JournaledEngine, *, clock_ns: Callable[[], int] = time.time_ns,
-                 tick_interval_s: float | None = 1.0, max_batch: int = 4096, nonce_log=None):
+                 tick_interval_s: float | None = 1.0, max_batch: int = 4096, nonce_log=None, cloids=None):
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         self.journaled = journaled
@@ -147,7 +154,8 @@ class Sequencer:
         self.batches = 0  # group commits done
         self.oracle_dropped = 0  # oracle updates refused (stopped or degraded)
         self.last_ts_ns = last_journaled_ts(journaled.journal)  # the stamp never goes back, across restarts too
-        self._listeners: list[Callable[[Batch], None]] = []
+        self.cloids = cloids  # an api.cloid_index.CloidIndex: fed first, saved with each snapshot
+        self._listeners: list[Callable[[Batch], None]] = [cloids.on_batch] if cloids is not None else []
         self._queue: collections.deque[_Item] = collections.deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -410,6 +418,8 @@ class Sequencer:
     async def _do_snapshots(self) -> None:
         requests, self._snapshot_requests = self._snapshot_requests, []
         try:
+            if self.cloids is not None:  # as of this seq, before the snapshot at it (never behind it)
+                await asyncio.to_thread(self.cloids.save)
             path = await asyncio.to_thread(self.journaled.snapshot)
             if self.nonce_log is not None:
                 await asyncio.to_thread(self.nonce_log.compact)

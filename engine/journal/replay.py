@@ -196,10 +196,12 @@ def load_base(journal: Journal, *, before_seq: int | None = None, use_snapshots:
 
 def recover(directory: str, specs: list[MarketSpec] | None = None, config: EngineConfig | None = None, *,
             use_snapshots: bool = True, read_only: bool = False, verify_hashes: bool = True,
-            segment_bytes: int = DEFAULT_SEGMENT_BYTES, fileops: FileOps | None = None) -> Recovered:
+            segment_bytes: int = DEFAULT_SEGMENT_BYTES, fileops: FileOps | None = None,
+            on_events: EventSink | None = None) -> Recovered:
     """Rebuild the engine from ``directory``: newest usable snapshot, then the journal after it.
     ``specs``/``config``, when given, must be the journal's (``JournalMismatch``). Read-only
-    recovery changes no file (a torn tail is skipped, not truncated)."""
+    recovery changes no file (a torn tail is skipped, not truncated). ``on_events`` gets the
+    replayed commands' events (see ``replay``)."""
     ops = fileops or FileOps()
     journal = Journal.open(directory, specs, config, read_only=read_only, segment_bytes=segment_bytes, fileops=ops)
     try:
@@ -207,7 +209,7 @@ def recover(directory: str, specs: list[MarketSpec] | None = None, config: Engin
             snapshot.remove_temp_files(journal.directory, ops)
         engine, loaded, refused = load_base(journal, use_snapshots=use_snapshots, fileops=ops)
         start = loaded.seq if loaded else 0
-        stats = replay(journal, engine, start, verify_hashes=verify_hashes)
+        stats = replay(journal, engine, start, verify_hashes=verify_hashes, on_events=on_events)
     except BaseException:
         journal.close()
         raise

@@ -34,7 +34,7 @@ from engine.engine import Engine
 from engine.journal import snapshot
 from engine.journal.errors import JournalNotFound
 from engine.journal.fileops import FileOps
-from engine.journal.replay import Recovered, recover
+from engine.journal.replay import EventSink, Recovered, recover
 from engine.journal.segments import DEFAULT_SEGMENT_BYTES, Journal
 from engine.spec import EngineConfig, MarketSpec
 
@@ -61,13 +61,16 @@ class JournaledEngine:
 
     @classmethod
     def open(cls, directory: str, specs: list[MarketSpec], config: EngineConfig | None = None, *,
-             segment_bytes: int = DEFAULT_SEGMENT_BYTES, fileops: FileOps | None = None, **options) -> JournaledEngine:
+             segment_bytes: int = DEFAULT_SEGMENT_BYTES, fileops: FileOps | None = None,
+             on_events: EventSink | None = None, **options) -> JournaledEngine:
         """Recover the engine from ``directory``, or create a new journal there. A journal
-        of other specs or config is refused (``JournalMismatch``)."""
+        of other specs or config is refused (``JournalMismatch``). ``on_events(first_seq,
+        records, events)`` gets the events of the commands replayed after the snapshot."""
         ops = fileops or FileOps()
         config = config or EngineConfig()
         try:
-            rec = recover(directory, list(specs), config, segment_bytes=segment_bytes, fileops=ops)
+            rec = recover(directory, list(specs), config, segment_bytes=segment_bytes, fileops=ops,
+                          on_events=on_events)
         except JournalNotFound:
             journal = Journal.open(directory, specs, config, create=True, segment_bytes=segment_bytes, fileops=ops)
             return cls(Engine(specs, config), journal, **options)

@@ -14,12 +14,10 @@ What is checked after the restart:
 * A's ``orderUpdates`` snapshot holds exactly the resting orders the journal holds (every
   acknowledged ``Resting`` among them, same oid), and A's and B's ``positions`` snapshots
   exactly the fills of the journaled crossing orders (every acknowledged ``Filled`` among them);
-* ``orderStatus`` by ``cloid`` (signed REST) finds every order that rests; one that filled
-  before the crash is not found (known limitation, asserted below: the last states of
-  closed orders live in memory, api/publisher.py);
-* a retried place with a ``cloid`` from before the crash: an order that still rests is
-  refused as ``DUPLICATE_CLOID`` (no second order); one that filled is placed again (known
-  limitation, asserted below: the cloid answer cache lives in memory, api/executor.py);
+* ``orderStatus`` by ``cloid`` (signed REST) finds every order placed before the crash:
+  open if it rests, filled if it crossed (the durable cloid index, api/cloid_index.py);
+* a retried place with a ``cloid`` from before the crash gets its original answer (the same
+  oid, ``Resting`` or ``Filled``) and nothing is placed twice (§5.2);
 * the local L2 book equals ``GET /v1/book``;
 * a signed REST request sent before the crash, replayed after it, is refused (nonce reused).
 """
@@ -47,7 +45,7 @@ from api.client import AckTimeout, Client, ClientConfig, ConnectionLost, NotConn
 from api.config import MarketConfig, NodeConfig, to_toml
 from api.errors import GatewayCode, wire_code
 from api.node import Node
-from engine.codes import CommandKind, Reject
+from engine.codes import CommandKind
 from engine.commands import Deposit, unpack_cloid
 from engine.engine import Engine
 from engine.journal import Journal
@@ -367,22 +365,21 @@ async def test_a_kill_9_mid_stream_loses_no_acknowledged_order_and_clients_resum
     assert {pos.market: Decimal(pos.size) for pos in positions_b.positions}[MARKET] == -position
     assert all(isinstance(s, p.Filled) and Decimal(s.filledSize) == 1 for c, (_, s) in acked.items() if c in crosses)
 
-    # A lookup by cloid after the restart finds every order that rests; one that filled
-    # before the crash is not found (known limitation: the last states of closed orders live
-    # in memory, api/publisher.py), so a client whose IOC's answer was lost cannot tell
-    # whether it traded.
+    # A lookup by cloid after the restart finds every order placed before the crash: open if
+    # it rests, filled if it crossed (spec/gateway.md §5.2; api/cloid_index.py); an unknown
+    # post that never reached the journal is not found.
     for cloid, found in looked_up.items():
         if cloid in resting or cloid == "warm-rest":
             assert found is not None and found.status == "open" and found.cloid == cloid, (cloid, found)
+        elif cloid in crosses or cloid == "warm-cross":
+            assert found is not None and found.status == "filled" and found.cloid == cloid, (cloid, found)
+            if cloid == "warm-cross":
+                assert found.oid == first["warm-cross"].oid
         else:
             assert found is None, (cloid, found)
 
-    # The retries after the restart: the resting one is a clear duplicate (no second order);
-    # the filled one is placed again (known limitation: the cloid answer cache lives in
-    # memory; spec/gateway.md §5.2 wants the original answer).
-    duplicate = isinstance(retried_rest, p.Rejected) and retried_rest.code == wire_code(Reject.DUPLICATE_CLOID)
-    assert duplicate or retried_rest == first["warm-rest"], retried_rest
-    status = retried_cross.statuses[0]
-    assert isinstance(status, p.Filled) and status.oid != first["warm-cross"].oid
+    # The retries after the restart get the original answers: the same oids, nothing placed twice.
+    assert retried_rest == first["warm-rest"], retried_rest
+    assert retried_cross.statuses[0] == first["warm-cross"], retried_cross
     warm_places = [c for _, c in journaled_places(data_dir, account_a, 1 << 62) if c.startswith("warm-")]
-    assert sorted(warm_places) == ["warm-cross", "warm-cross", "warm-rest", "warm-rest"]
+    assert sorted(warm_places) == ["warm-cross", "warm-rest"]
