@@ -141,26 +141,30 @@ async def post_query(request: web.Request) -> web.Response:
     return _ok(gw, "query", p.encode(answer))
 
 
-async def get_book(request: web.Request) -> web.Response:
+async def _market_read(request: web.Request):
+    """Admission and the ``market`` query parameter: ``(gateway, market id)`` or the error response."""
     gw = request.app[GATEWAY]
     refused = _admit(gw, request)
     if refused is not None:
         return refused
     m = _market_id(gw, request)
-    if isinstance(m, web.Response):
-        return m
+    return m if isinstance(m, web.Response) else (gw, m)
+
+
+async def get_book(request: web.Request) -> web.Response:
+    read = await _market_read(request)
+    if isinstance(read, web.Response):
+        return read
+    gw, m = read
     book = gw.publisher.books[m]
     return _ok(gw, "book", p.encode(p.BookResponse(book.seq, book.bids(), book.asks())))
 
 
 async def get_market(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
-    refused = _admit(gw, request)
-    if refused is not None:
-        return refused
-    m = _market_id(gw, request)
-    if isinstance(m, web.Response):
-        return m
+    read = await _market_read(request)
+    if isinstance(read, web.Response):
+        return read
+    gw, m = read
     return _ok(gw, "market", p.encode(gw.publisher._market_info(m)))
 
 

@@ -186,6 +186,16 @@ class WsClient:
             self.inbox.append(p.decode_push(msg.data))
 
 
+async def connect(aiohttp_client, node: Node, signer: Signer | None = None) -> WsClient:
+    """A websocket to the node's app (one test server per node), logged on when ``signer``."""
+    client = await aiohttp_client(node.app) if not hasattr(node, "_client") else node._client
+    node._client = client
+    ws = WsClient(await client.ws_connect("/ws"), node)
+    if signer is not None:
+        await ws.logon(signer)
+    return ws
+
+
 def _channel(push: Any) -> str:
     return type(push).__struct_config__.tag
 

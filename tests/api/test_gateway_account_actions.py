@@ -15,7 +15,7 @@ from api.errors import GatewayCode, wire_code
 from api.ratelimit import Limits
 from engine.codes import Reject
 from engine.units import ATOMS_PER_USD
-from gateway_harness import ALICE, Node, WsClient, place, warm_engine
+from gateway_harness import ALICE, Node, WsClient, connect, place, warm_engine
 
 pytestmark = pytest.mark.asyncio
 
@@ -35,15 +35,6 @@ async def node(tmp_path):
     await node.start()
     yield node
     await node.sequencer.stop()
-
-
-async def connect(aiohttp_client, node: Node, signer=None) -> WsClient:
-    client = await aiohttp_client(node.app) if not hasattr(node, "_client") else node._client
-    node._client = client
-    ws = WsClient(await client.ws_connect("/ws"), node)
-    if signer is not None:
-        await ws.logon(signer)
-    return ws
 
 
 def atoms(usd: str) -> int:

@@ -13,7 +13,7 @@ import pytest_asyncio
 from api import protocol as p
 from api.ratelimit import Limits
 from engine.commands import OracleUpdate, Tick
-from gateway_harness import ALICE, BOB, NVDA, Node, WsClient, book_levels, place, warm_engine
+from gateway_harness import ALICE, BOB, NVDA, Node, book_levels, connect, place, warm_engine
 
 pytestmark = pytest.mark.asyncio
 
@@ -30,15 +30,6 @@ async def node(tmp_path):
     await node.start()
     yield node
     await node.sequencer.stop()
-
-
-async def connect(aiohttp_client, node: Node, signer=None) -> WsClient:
-    client = await aiohttp_client(node.app) if not hasattr(node, "_client") else node._client
-    node._client = client
-    ws = WsClient(await client.ws_connect("/ws"), node)
-    if signer is not None:
-        await ws.logon(signer)
-    return ws
 
 
 async def test_round_trip_place_rest_fill_and_cancel(node, aiohttp_client):
