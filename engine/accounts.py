@@ -9,6 +9,7 @@ from __future__ import annotations
 from numba import njit
 
 from engine.book import C_DEPOSITS, C_RISK, C_WITHDRAWALS
+from engine.certificates import cert_void
 from engine.emit import emit, emit_reject
 from engine.kernel_consts import (
     E_BALANCE,
@@ -58,6 +59,7 @@ def do_deposit(c, i, ev, n, mkt, acct_head, ctr, acc, pos):
     if code != 0:
         return emit_reject(ev, n, i, c["ts"], -1, a, 0, code)
     acc[a]["collateral"] += amount
+    cert_void(acc, a)
     ctr[C_DEPOSITS] += amount
     return emit(ev, n, E_BALANCE, i, c["ts"], -1, a, 0, 0, 0, amount, acc[a]["collateral"], 0, 0)
 
@@ -89,6 +91,7 @@ def do_withdraw(c, i, ev, n, mkt, acct_head, ctr, acc, pos):
     if code != 0:
         return emit_reject(ev, n, i, c["ts"], -1, a, 0, code)
     acc[a]["collateral"] -= amount
+    cert_void(acc, a)
     ctr[C_WITHDRAWALS] += amount
     return emit(ev, n, E_BALANCE, i, c["ts"], -1, a, 0, 0, 0, -amount, acc[a]["collateral"], 0, 0)
 

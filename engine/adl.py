@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from engine.certificates import cert_void
 from engine.emit import emit
 from engine.kernel_consts import E_LIQUIDATION, LQ_ADL
 from engine.liquidation import pro_rata_ceil, ratio_cmp
@@ -96,6 +97,7 @@ def deleverage_market(ev, n, i, ts, mkt, ctr, acc, pos, m, taken, need):
         eq = scope_equity(acc, pos, mkt, c, m)  # the close at the mark below moves no equity
         if paid > eq:
             paid = eq if eq > 0 else 0
+        cert_void(acc, c)
         if pos[c, m]["iso"] != 0:
             pos[c, m]["margin"] -= paid  # before the close, which may release the bucket
         else:

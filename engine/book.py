@@ -65,6 +65,8 @@ ORDER_DTYPE = np.dtype(
     align=True,
 )
 
+CERT_EPOCHS = 8  # margin-certificate epochs alive at once (engine.certificates)
+
 MARKET_DTYPE = np.dtype(
     [
         ("mark", np.int64),
@@ -125,6 +127,7 @@ MARKET_DTYPE = np.dtype(
         ("disc_ppb", np.int64),  # discovery band half-width B (ppb of the reference)
         ("dark_lev", np.int64),  # max leverage for exposure while dark
         ("fund_dark", np.int64),  # FundingDark
+        ("ep_mark", np.int64, (CERT_EPOCHS,)),  # the mark at each certificate epoch (engine.certificates)
     ],
     align=True,
 )
@@ -149,7 +152,9 @@ C_RO_DUE = 15  # 1 + the market where a fill closed or flipped a position with r
 C_NTRIG = 16  # live trigger orders
 C_TRIG_SEQ = 17  # trigger ids issued
 C_ISO = 18  # (account, market) pairs in isolated margin mode (pos["iso"] == 1)
-N_COUNTERS = 24
+C_EPOCH = 19  # the newest margin-certificate epoch's serial (engine.certificates); 0: none yet
+C_EP_MOVE = 24  # C_EP_MOVE + slot: that epoch's largest mark move so far (ppb, rounded up)
+N_COUNTERS = C_EP_MOVE + CERT_EPOCHS
 
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _ONE = np.uint64(1)

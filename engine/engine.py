@@ -15,8 +15,11 @@ import numpy as np
 from numba import njit
 
 from engine.book import (
+    CERT_EPOCHS,
     C_BATCH_LEFT,
     C_DEPOSITS,
+    C_EP_MOVE,
+    C_EPOCH,
     C_FEES,
     C_FREE_TOP,
     C_LIVE,
@@ -354,6 +357,18 @@ class Engine:
         from engine.invariants import check_engine
 
         check_engine(self)
+
+    def forget_certificates(self) -> None:
+        """Void every margin certificate and epoch (engine.certificates), so the next scan
+        evaluates every account. For code that writes prices or balances into the arrays
+        directly (white-box tests, benchmarks); commands keep certificates sound themselves.
+        Changes no event and no ``state_hash``."""
+        self.acc["c_ep"] = 0
+        self.acc["c_slack"] = 0
+        self.acc["c_gross"] = 0
+        self.mkt["ep_mark"] = 0
+        self.ctr[C_EPOCH] = 0
+        self.ctr[C_EP_MOVE:C_EP_MOVE + CERT_EPOCHS] = 0
 
     # ------------------------------------------------------------------------ snapshots
 

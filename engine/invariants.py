@@ -11,7 +11,8 @@ account's resting orders; open-position counts agree; the insurance fund never r
 (its IOCs are filled or cancelled within their tick). Sums are taken in Python integers,
 so a wrapped int64 shows up as a broken equation rather than a silent one. Dead-man
 deadlines are positive and ``C_DMS`` counts them; every resting reduce-only order's account
-holds a position on the other side of it, and ``ro_n``/``C_RO`` count them.
+holds a position on the other side of it, and ``ro_n``/``C_RO`` count them. Every live margin
+certificate is a lower bound of what the scan would certify now (``engine.certificates``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from engine.book import (
     C_RO_DUE,
     C_WITHDRAWALS,
 )
+from engine.certificates import check_certificates
 from engine.codes import OrderFlag
 
 
@@ -117,6 +119,9 @@ def _check_risk(engine, resting: set[int]) -> None:
     acc, pos, mkt, ctr = engine.acc, engine.pos, engine.mkt, engine.ctr
     nm = len(engine.specs)
     assert not np.any(mkt["due"]), "a market is left marked due for settlement"
+    bad = int(check_certificates(acc, pos, mkt, ctr))
+    assert bad == -1, (f"margin certificate of account {bad} is not a lower bound" if bad >= 0
+                       else f"a certificate epoch's largest move is below market {-2 - bad}'s move")
     if ctr[C_RISK] == 0:
         assert int(ctr[C_DEPOSITS]) == int(ctr[C_WITHDRAWALS]) == int(ctr[C_FEES]) == int(ctr[C_NPOS]) == 0, \
             "risk counters moved while risk is off"

@@ -20,6 +20,7 @@ from numba import njit
 
 from engine.accounts import account_code
 from engine.book import C_ISO
+from engine.certificates import cert_void
 from engine.emit import emit, emit_reject
 from engine.kernel_consts import (
     E_MARGIN,
@@ -54,6 +55,7 @@ def do_set_margin_mode(c, i, ev, n, mkt, acct_head, ctr, acc, pos):
         return emit_reject(ev, n, i, c["ts"], m, a, 0, code)
     ctr[C_ISO] += mode - pos[a, m]["iso"]
     pos[a, m]["iso"] = mode
+    cert_void(acc, a)
     return emit(ev, n, E_MARGIN, i, c["ts"], m, a, 0, 0, 0, 0, 0, 0, mode)
 
 
@@ -79,4 +81,5 @@ def do_adjust_margin(c, i, ev, n, mkt, acct_head, ctr, acc, pos):
         return emit_reject(ev, n, i, c["ts"], m, a, 0, code)
     acc[a]["collateral"] -= amount
     pos[a, m]["margin"] += amount
+    cert_void(acc, a)
     return emit(ev, n, E_MARGIN, i, c["ts"], m, a, 0, 0, 0, amount, pos[a, m]["margin"], 0, MM_ISOLATED)

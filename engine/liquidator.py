@@ -46,6 +46,7 @@ from numba import njit
 
 from engine.adl import auto_deleverage
 from engine.book import C_ISO, C_MODES, slot_alloc
+from engine.certificates import begin_scan, cert_void, certified_safe, certify
 from engine.emit import emit
 from engine.kernel_consts import (
     CR_LIQUIDATION,
@@ -219,6 +220,7 @@ def backstop(ev, n, i, ts, mkt, ctr, acc, pos, a):
 def liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
               acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a):
     """A cross account's waterfall: its orders in cross markets, its cross positions."""
+    cert_void(acc, a)
     s = acct_head[a]
     while s != -1:
         nxt = orders[s]["anext"]
@@ -254,6 +256,7 @@ def liquidate_isolated(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, b
     gave back); then, if still needed, the fund takes the position at the mark and the rest
     of the bucket (step COLLATERAL, market ``m``), and ADL in ``m``."""
     insurance = acc.shape[0] - 1
+    cert_void(acc, a)
     s = acct_head[a]
     while s != -1:
         nxt = orders[s]["anext"]
@@ -327,35 +330,45 @@ def liquidation_scan(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bit
     (while any pair is isolated) its isolated positions in market order; liquidate those below
     MM (with modes on, as ``engine.modes`` permits). ``only_m`` ≥ 0 (an oracle update moved
     that market's mark): only accounts holding a position in it can have changed, so only
-    those are checked; −1 (the Tick): every account."""
+    those are checked; −1 (the Tick): every account.
+
+    An account whose margin certificate proves it above maintenance at the current marks is
+    skipped without reading its positions (``engine.certificates``); one evaluated and not
+    liquidated is certified again. Which accounts are liquidated, and in what order, is the
+    same as evaluating every account."""
+    begin_scan(mkt, ctr)
     done = 0
     modes = ctr[C_MODES] != 0
     for a in range(acc.shape[0] - 1):
-        if acc[a]["npos"] == 0:
+        if acc[a]["npos"] == 0 or certified_safe(acc, ctr, a):
             continue
         if only_m >= 0 and pos[a, only_m]["size"] == 0:
             continue
+        touched = False
         mm = total_mm(pos, mkt, a)
         if mm > 0 and equity_atoms(acc, pos, mkt, a) < mm and (not modes or liquidation_allowed(acc, pos, mkt, a)):
             n = liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                           acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a)
+            touched = True
             done += 1
             if done == LIQUIDATIONS_PER_TICK:
                 break
-        if ctr[C_ISO] == 0:
-            continue
-        for m in range(mkt.shape[0]):
-            if pos[a, m]["iso"] == 0 or pos[a, m]["size"] == 0:
-                continue
-            if iso_equity_atoms(pos, mkt, a, m) >= position_mm(pos, mkt, a, m):
-                continue
-            if modes and not iso_liquidation_allowed(pos, mkt, a, m):
-                continue
-            n = liquidate_isolated(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best,
-                                   count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a, m)
-            done += 1
-            if done == LIQUIDATIONS_PER_TICK:
-                return n
+        if ctr[C_ISO] != 0:
+            for m in range(mkt.shape[0]):
+                if pos[a, m]["iso"] == 0 or pos[a, m]["size"] == 0:
+                    continue
+                if iso_equity_atoms(pos, mkt, a, m) >= position_mm(pos, mkt, a, m):
+                    continue
+                if modes and not iso_liquidation_allowed(pos, mkt, a, m):
+                    continue
+                n = liquidate_isolated(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best,
+                                       count, acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a, m)
+                touched = True
+                done += 1
+                if done == LIQUIDATIONS_PER_TICK:
+                    return n
+        if not touched:
+            certify(acc, pos, mkt, ctr, a)
     return n
 
 

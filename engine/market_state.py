@@ -17,6 +17,7 @@ from engine.book import (
     next_level,
     rebuild_occupancy,
 )
+from engine.certificates import note_mark
 from engine.codes import MAX_MARK_TICKS
 from engine.emit import emit, emit_reject
 from engine.kernel_consts import (
@@ -105,6 +106,7 @@ def move_mark(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ
     """Set market ``m``'s mark; re-centre the book's window when the band leaves it."""
     levels = mkt[m]["levels"]
     mkt[m]["mark"] = price
+    note_mark(mkt, ctr, m)
     new_base = price - levels // 2
     if new_base < 1:
         new_base = 1

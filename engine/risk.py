@@ -41,12 +41,24 @@ import numpy as np
 from numba import njit
 
 from engine.book import C_FEES, C_NPOS, C_RO_DUE
+from engine.certificates import cert_void
 from engine.kernel_consts import PPM, R_OI_CAP
 from engine.margin import initial_margin_atoms, maintenance_margin_atoms, max_leverage
 from engine.modes import is_dark
 from engine.pricing import OI_CAP_DARK_PPB, dark_oi_cap_atoms
 
-ACCOUNT_DTYPE = np.dtype([("collateral", np.int64), ("npos", np.int64), ("dms_at", np.int64)], align=True)
+ACCOUNT_DTYPE = np.dtype(
+    [
+        ("collateral", np.int64),
+        ("npos", np.int64),
+        ("dms_at", np.int64),
+        # the account's margin certificate (engine.certificates): epoch serial (0: none), slack, gross
+        ("c_ep", np.int64),
+        ("c_slack", np.int64),
+        ("c_gross", np.int64),
+    ],
+    align=True,
+)
 
 POSITION_DTYPE = np.dtype(
     [
@@ -344,6 +356,7 @@ def apply_fill(acc, pos, mkt, a, m, side, lots, price, fee, ctr):
     that price; rounded up), from the cross collateral into the bucket, but never more than
     the collateral holds (never below zero).
     """
+    cert_void(acc, a)
     p = pos[a, m]
     atl = mkt[m]["atl"]
     old = p["size"]

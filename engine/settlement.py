@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from engine.certificates import cert_pay
 from engine.emit import emit
 from engine.funding import (
     funding_payment_atoms,
@@ -103,6 +104,7 @@ def settle_funding(ev, n, i, ts, mkt, acc, pos):
                 pos[a, m]["margin"] += credit  # an isolated position's funding goes through its bucket
             else:
                 acc[a]["collateral"] += credit
+            cert_pay(acc, a, credit)
             pos[a, m]["funding"] += credit
             mkt[m]["prem_sum"] += credit
             n = emit(ev, n, E_FUNDING, i, ts, m, a, mkt[m]["rate_ppb"], 0, oracle, size, credit, 0, 0)

@@ -322,6 +322,7 @@ def force_market(engine, **fields) -> None:
     if hasattr(engine, "mkt"):
         for name, value in fields.items():
             engine.mkt[0][name] = value
+        engine.forget_certificates()  # a mark written here went past the certificates' bookkeeping
     else:
         for name, value in fields.items():
             setattr(engine._markets[0], name, value)

@@ -52,7 +52,8 @@ from engine.journal.errors import (
 from engine.journal.fileops import FileOps
 from engine.spec import EngineConfig, MarketSpec
 
-SNAPSHOT_VERSION = 3  # 2: orders gained ``flags``, accounts ``dms_at``, positions ``ro_n``; 3: positions ``iso``, ``margin``
+SNAPSHOT_VERSION = 4  # 2: orders gained ``flags``, accounts ``dms_at``, positions ``ro_n``; 3: positions ``iso``, ``margin``;
+# 4: accounts and markets gained the margin certificates (``c_*``, ``ep_mark``), 32 counters
 SNAPSHOT_MAGIC = b"AHSNAPSH"
 TRAILER_TAG = b"AHSE"
 PREFIX = struct.Struct("<8sII")

@@ -1,0 +1,200 @@
+"""Margin certificates: a lower bound on each account's margin slack that lets the
+liquidation scan skip, exactly, the accounts no mark move since can have made liquidatable
+(docs/risk.md "Scan certificates").
+
+An *epoch* is a snapshot of every market's mark (``mkt["ep_mark"][slot]``), serial
+``ctr[C_EPOCH]`` (1, 2, …; slot ``serial % EPOCHS``), with ``ctr[C_EP_MOVE + slot]``: the
+largest move of any mark away from the epoch's, in ppb of the epoch's mark, rounded up, over
+every mark change since the epoch began (a running maximum, so never below the move now).
+
+An account's certificate (``acc["c_ep"]``, ``c_slack``, ``c_gross``), written by the scan for
+an account it evaluated and did not liquidate, holds at its epoch's marks ``p`` and the
+account's positions then:
+
+* ``c_slack = min(cross equity − cross MM (if any cross position), each isolated position's
+  equity − MM) − (number of positions)``;
+* ``c_gross = Σ |size|·atl·p`` over every position.
+
+Soundness: when every mark moved by at most ``move`` ppb, a position's uPnL falls by at most
+``|size|·atl·|Δp|`` and its MM (slope at most 1/2 in notional, rounded up) rises by at most
+``|size|·atl·|Δp|/2 + 1``, so each component above falls by at most
+``1.5·c_gross·move/1e9 + (positions)``. With ``half = ⌈c_gross·move/1e9⌉``, ``c_slack ≥
+2·half`` proves every component is still ≥ 0: no cross check and no isolated check can find
+the account below maintenance, so the scan may skip it and still liquidate exactly the
+accounts, in exactly the order, of a scan that evaluates everyone (the reference engine's).
+
+Anything that changes an account's collateral, sizes, costs, margin buckets or modes voids
+its certificate (``cert_void``); funding, which only moves collateral, lowers ``c_slack`` by
+what it takes (``cert_pay``). ``check_certificates`` (run with the invariants) recomputes every
+live certificate and fails on one that is not a lower bound. Certificates are a cache: they
+are not part of ``state_hash``, and voiding every one of them changes no event.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from engine.book import C_EP_MOVE, C_EPOCH, CERT_EPOCHS
+from engine.margin import maintenance_margin_atoms
+
+EPOCHS = CERT_EPOCHS  # epochs alive at once (the ring of ``mkt["ep_mark"]``)
+NEW_EPOCH_PPB = 2_000_000  # a scan starts a new epoch once the newest one's marks moved over 0.2%
+PPB = 1_000_000_000
+VOID_MOVE_PPB = PPB  # a move of 100% or more: that epoch's certificates prove nothing
+INT64_MAX = (1 << 63) - 1
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def cert_void(acc, a):
+    """Account ``a``'s state changed: the scan must evaluate it."""
+    acc[a]["c_ep"] = 0
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def cert_pay(acc, a, credit):
+    """Collateral or a margin bucket of ``a`` moved by ``credit`` (funding): the slack falls
+    by at most what was taken; a credit may raise only the component it went to, so it is
+    not counted."""
+    if credit < 0:
+        acc[a]["c_slack"] += credit
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def move_ppb(base, mark):
+    """⌈|mark − base|·1e9 / base⌉ (an upper bound where that product would overflow), at least
+    ``VOID_MOVE_PPB`` when the move is 100% or more or ``base`` is not a price."""
+    if mark == base:
+        return 0
+    if base <= 0:
+        return VOID_MOVE_PPB
+    d = mark - base if mark > base else base - mark
+    if d >= base:
+        return VOID_MOVE_PPB
+    if d <= INT64_MAX // PPB:
+        return -((-d * PPB) // base)
+    return -((-d) // (base // PPB))  # base > d > 9.2e9 here, so base // PPB ≥ 9
+
+
+@njit(cache=True, _nrt=False)
+def note_mark(mkt, ctr, m):
+    """Market ``m``'s mark changed: every live epoch's largest move grows to cover it."""
+    cur = ctr[C_EPOCH]
+    mark = mkt[m]["mark"]
+    for k in range(EPOCHS):
+        serial = cur - k
+        if serial < 1:
+            return
+        slot = serial % EPOCHS
+        dev = move_ppb(mkt[m]["ep_mark"][slot], mark)
+        if dev > ctr[C_EP_MOVE + slot]:
+            ctr[C_EP_MOVE + slot] = dev
+
+
+@njit(cache=True, _nrt=False)
+def begin_scan(mkt, ctr):
+    """Before a scan: a new epoch at the current marks when there is none yet or the newest
+    one's marks have moved more than ``NEW_EPOCH_PPB`` (the oldest epoch's certificates lapse)."""
+    cur = ctr[C_EPOCH]
+    if cur != 0 and ctr[C_EP_MOVE + cur % EPOCHS] <= NEW_EPOCH_PPB:
+        return
+    cur += 1
+    slot = cur % EPOCHS
+    for m in range(mkt.shape[0]):
+        mkt[m]["ep_mark"][slot] = mkt[m]["mark"]
+    ctr[C_EP_MOVE + slot] = 0
+    ctr[C_EPOCH] = cur
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def certified_safe(acc, ctr, a):
+    """True when ``a``'s certificate proves it is above maintenance everywhere at the current
+    marks; False when it has none, its epoch lapsed, or the marks moved too far for it."""
+    ep = acc[a]["c_ep"]
+    cur = ctr[C_EPOCH]
+    if ep == 0 or ep <= cur - EPOCHS:
+        return False
+    move = ctr[C_EP_MOVE + ep % EPOCHS]
+    if move >= VOID_MOVE_PPB:
+        return False
+    g = acc[a]["c_gross"]
+    half = (g // PPB) * move - ((-(g % PPB) * move) // PPB)  # ⌈g·move/1e9⌉ without overflow
+    return acc[a]["c_slack"] - half >= half
+
+
+@njit(cache=True, _nrt=False)
+def cert_values(acc, pos, mkt, a, slot):
+    """(slack, gross, ok) of ``a`` at epoch ``slot``'s marks, as ``certify`` defines them;
+    ``ok`` False when a market it holds had no mark at the epoch."""
+    eq = acc[a]["collateral"]
+    mm = 0
+    cross = False
+    worst = INT64_MAX
+    gross = 0
+    npos = 0
+    for m in range(mkt.shape[0]):
+        size = pos[a, m]["size"]
+        if size == 0:
+            continue
+        mark = mkt[m]["ep_mark"][slot]
+        if mark <= 0:
+            return 0, 0, False
+        atl = mkt[m]["atl"]
+        ntl = (size if size > 0 else -size) * mark * atl
+        gross += ntl
+        npos += 1
+        mmm = maintenance_margin_atoms(ntl, mkt[m]["tier_lo"], mkt[m]["tier_lev"])
+        upnl = size * mark * atl - pos[a, m]["cost"]
+        if pos[a, m]["iso"] != 0:
+            v = pos[a, m]["margin"] + upnl - mmm
+            if v < worst:
+                worst = v
+        else:
+            eq += upnl
+            mm += mmm
+            cross = True
+    if cross and eq - mm < worst:
+        worst = eq - mm
+    return worst - npos, gross, True
+
+
+@njit(cache=True, _nrt=False)
+def certify(acc, pos, mkt, ctr, a):
+    """Write ``a``'s certificate at the newest epoch (or void it when one cannot be had)."""
+    cur = ctr[C_EPOCH]
+    if cur == 0:
+        cert_void(acc, a)
+        return
+    slack, gross, ok = cert_values(acc, pos, mkt, a, cur % EPOCHS)
+    if not ok:
+        cert_void(acc, a)
+        return
+    acc[a]["c_ep"] = cur
+    acc[a]["c_slack"] = slack
+    acc[a]["c_gross"] = gross
+
+
+@njit(cache=True, _nrt=False)
+def check_certificates(acc, pos, mkt, ctr):
+    """The first account whose live certificate is not a lower bound of what ``certify``
+    would write now (slack above, or gross below, the recomputed values), or whose epoch's
+    largest move is below a market's move now; −1 when all hold. For the invariants."""
+    cur = ctr[C_EPOCH]
+    for k in range(EPOCHS):
+        serial = cur - k
+        if serial < 1:
+            break
+        slot = serial % EPOCHS
+        for m in range(mkt.shape[0]):
+            if move_ppb(mkt[m]["ep_mark"][slot], mkt[m]["mark"]) > ctr[C_EP_MOVE + slot]:
+                return np.int64(-2 - m)
+    for a in range(acc.shape[0] - 1):
+        ep = acc[a]["c_ep"]
+        if ep == 0 or ep <= cur - EPOCHS:
+            continue
+        if ep > cur:
+            return np.int64(a)
+        slack, gross, ok = cert_values(acc, pos, mkt, a, ep % EPOCHS)
+        if not ok or acc[a]["c_slack"] > slack or acc[a]["c_gross"] < gross:
+            return np.int64(a)
+    return np.int64(-1)
