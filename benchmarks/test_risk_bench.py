@@ -30,12 +30,15 @@ def test_risk_main_prints_one_json_object_with_sane_figures(capsys):
         assert r["events"] == r["positions"] + 4  # a FUNDING per position, a FUNDING_RATE per market
         assert r["invariants"] == "hold" and r["problems"] == []
         assert 0 < r["kernel_ms"] and 0 < r["tick_ms"] < r["apply_ms"]
-        assert r["events_per_s"] > 0 and r["read_floor_ms"] > 0
+        assert r["events_per_s"] > 0 and r["read_floor_ms"] > 0 and r["write_floor_ms"] > 0
         assert r["rate_ppb"] != 0
     scans = result["margin_scan"]["runs"]
     assert [s["accounts"] for s in scans] == [1000, 2001]
     for s in scans:
-        assert s["ok"] and s["ms"] > 0 and s["equity_only_ms"] > 0
+        assert s["ok"] and s["problems"] == [] and s["ms"] > 0 and s["cold_ms"] > 0 and s["equity_only_ms"] > 0
+        assert [m["move_ppm"] for m in s["moves"]] == [10_000, 20_000] and all(m["scans"] == 5 for m in s["moves"])
+        # equity is at least 3% of the gross above MM: a 1% move (2% needed) re-evaluates nobody
+        assert s["moves"][0]["evaluated"] == 0 <= s["moves"][1]["evaluated"] <= s["accounts"]
         assert s["below_mm"] == 0 and s["equity_atoms"] > s["mm_atoms"] > 0  # nobody liquidatable
     pricing = result["pricing"]
     assert (pricing["markets"], pricing["ticks"]) == (4, 3) and pricing["ok"]
