@@ -108,8 +108,8 @@ GATEWAY_MESSAGES: dict[GatewayCode, str] = {
     GatewayCode.UNKNOWN_CHANNEL: "The subscription 'type' must be a channel name: l2Book, l2Delta, trades, market, "
     "liquidations, orderUpdates, userFills, userFundings, positions or account.",
     GatewayCode.UNKNOWN_QUERY: "The query 'type' must be one of openOrders, orderStatus, positions, account or fills.",
-    GatewayCode.NOT_IN_BATCH: "setLeverage, setMarginMode, adjustMargin and withdraw cannot be part of a batch; "
-    "send each as an action of its own.",
+    GatewayCode.NOT_IN_BATCH: "A batch holds only place, cancel and amend; send cancelAll, trigger, cancelTrigger, "
+    "scheduleCancel, setLeverage, setMarginMode, adjustMargin and withdraw each as an action of its own.",
     GatewayCode.NOT_LOGGED_ON: "Private channels need a logged-on connection; send a signed logon first.",
     GatewayCode.ALREADY_LOGGED_ON: "This connection is already logged on; open another connection for another key.",
     GatewayCode.SIGNATURE_REQUIRED: "This action must be signed (keyId, nonce, signature), or sent on a logged-on connection.",

@@ -38,7 +38,7 @@ Known limitations
   every mapping so a msgspec upgrade that rewords one shows up as a failure.
 * Reduce-only orders (``Place.reduceOnly``), trigger orders (``trigger``, ``cancelTrigger``)
   and the dead-man switch (``scheduleCancel``) are single actions; a ``batch`` holds only
-  place, cancel and amend, as the engine's batch does. An account action inside a batch is
+  place, cancel and amend, as the engine's batch does. Any other action inside a batch is
   refused as ``NOT_IN_BATCH``.
 """
 
@@ -864,7 +864,9 @@ def _classify_decode(text: str, frame: bytes | str) -> ProtocolError:
 
 _AT = re.compile(r"^(?P<what>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
 _DECIMAL_FIELDS = frozenset({"price", "size", "amount"})
-_SINGLE_ONLY = frozenset(cls.__struct_config__.tag for cls in ACCOUNT_ACTIONS)
+# every action the engine's batch cannot hold (it holds place, cancel and amend)
+_SINGLE_ONLY = frozenset(cls.__struct_config__.tag
+                         for cls in (*ACCOUNT_ACTIONS, CancelAll, PlaceTrigger, CancelTrigger, ScheduleCancel))
 _TAG_IN = re.compile(r"'(\w+)'")
 
 

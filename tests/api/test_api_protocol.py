@@ -269,6 +269,16 @@ MALFORMED = [
     ("empty batch", b'{"method":"post","id":7,"action":{"type":"batch","actions":[]}}', G.BAD_VALUE, 7),
     ("withdraw in a batch", b'{"method":"post","id":7,"action":{"type":"batch","actions":[{"type":"withdraw",'
      b'"amount":"1"}]}}', G.NOT_IN_BATCH, 7),
+    ("cancelAll in a batch", b'{"method":"post","id":7,"action":{"type":"batch","actions":[{"type":"cancelAll"}]}}',
+     G.NOT_IN_BATCH, 7),
+    ("scheduleCancel in a batch", b'{"method":"post","id":7,"action":{"type":"batch","actions":'
+     b'[{"type":"scheduleCancel","at":0}]}}', G.NOT_IN_BATCH, 7),
+    ("cancelTrigger in a batch", b'{"method":"post","id":7,"action":{"type":"batch","actions":'
+     b'[{"type":"cancelTrigger","market":"NVDA","tid":1}]}}', G.NOT_IN_BATCH, 7),
+    ("trigger in a batch", b'{"method":"post","id":7,"action":{"type":"batch","actions":[{"type":"trigger"}]}}',
+     G.NOT_IN_BATCH, 7),
+    ("unknown action in a batch", b'{"method":"post","id":7,"action":{"type":"batch","actions":[{"type":"nope"}]}}',
+     G.UNKNOWN_ACTION, 7),
     ("bad margin mode", b'{"method":"post","id":7,"action":{"type":"setMarginMode","market":"NVDA","mode":"x"}}',
      Reject.MARGIN_MODE_INVALID, 7),
     ("amount as a JSON number", b'{"method":"post","id":7,"action":{"type":"withdraw","amount":1}}',
