@@ -159,6 +159,74 @@ def cert_values(acc, pos, mkt, a, slot):
 
 
 @njit(cache=True, _nrt=False)
+def assess(acc, pos, mkt, ctr, a):
+    """One pass over ``a``'s positions for the scan: (cross equity, cross MM) at the current
+    marks, exactly as ``engine.risk.equity_atoms`` and ``total_mm``; then (slack, gross, ok) at
+    the newest epoch's marks, exactly as ``cert_values``. A position whose mark is still the
+    epoch's reuses its notional and MM, so right after a new epoch certifying costs nothing
+    beyond the evaluation."""
+    cur = ctr[C_EPOCH]
+    slot = cur % EPOCHS
+    ok = cur != 0
+    eq = acc[a]["collateral"]
+    mm = 0
+    ceq = eq
+    cmm = 0
+    cross = False
+    worst = INT64_MAX
+    gross = 0
+    npos = 0
+    for m in range(mkt.shape[0]):
+        size = pos[a, m]["size"]
+        if size == 0:
+            continue
+        atl = mkt[m]["atl"]
+        mag = size if size > 0 else -size
+        mark = mkt[m]["mark"]
+        ntl = mag * mark * atl
+        mmm = maintenance_margin_atoms(ntl, mkt[m]["tier_lo"], mkt[m]["tier_lev"])
+        upnl = size * mark * atl - pos[a, m]["cost"]
+        iso = pos[a, m]["iso"] != 0
+        if not iso:
+            eq += upnl
+            mm += mmm
+        if not ok:
+            continue
+        epoch_mark = mkt[m]["ep_mark"][slot]
+        if epoch_mark <= 0:
+            ok = False
+            continue
+        if epoch_mark != mark:
+            ntl = mag * epoch_mark * atl
+            mmm = maintenance_margin_atoms(ntl, mkt[m]["tier_lo"], mkt[m]["tier_lev"])
+            upnl = size * epoch_mark * atl - pos[a, m]["cost"]
+        gross += ntl
+        npos += 1
+        if iso:
+            v = pos[a, m]["margin"] + upnl - mmm
+            if v < worst:
+                worst = v
+        else:
+            ceq += upnl
+            cmm += mmm
+            cross = True
+    if cross and ceq - cmm < worst:
+        worst = ceq - cmm
+    return eq, mm, worst - npos, gross, ok
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def store(acc, ctr, a, slack, gross, ok):
+    """Write what ``assess`` found as ``a``'s certificate at the newest epoch (void if not ``ok``)."""
+    if not ok:
+        cert_void(acc, a)
+        return
+    acc[a]["c_ep"] = ctr[C_EPOCH]
+    acc[a]["c_slack"] = slack
+    acc[a]["c_gross"] = gross
+
+
+@njit(cache=True, _nrt=False)
 def certify(acc, pos, mkt, ctr, a):
     """Write ``a``'s certificate at the newest epoch (or void it when one cannot be had)."""
     cur = ctr[C_EPOCH]

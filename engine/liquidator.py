@@ -46,7 +46,7 @@ from numba import njit
 
 from engine.adl import auto_deleverage
 from engine.book import C_ISO, C_MODES, slot_alloc
-from engine.certificates import begin_scan, cert_void, certified_safe, certify
+from engine.certificates import assess, begin_scan, cert_void, certified_safe, store
 from engine.emit import emit
 from engine.kernel_consts import (
     CR_LIQUIDATION,
@@ -345,8 +345,8 @@ def liquidation_scan(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bit
         if only_m >= 0 and pos[a, only_m]["size"] == 0:
             continue
         touched = False
-        mm = total_mm(pos, mkt, a)
-        if mm > 0 and equity_atoms(acc, pos, mkt, a) < mm and (not modes or liquidation_allowed(acc, pos, mkt, a)):
+        eq, mm, slack, gross, ok = assess(acc, pos, mkt, ctr, a)
+        if mm > 0 and eq < mm and (not modes or liquidation_allowed(acc, pos, mkt, a)):
             n = liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                           acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a)
             touched = True
@@ -368,7 +368,7 @@ def liquidation_scan(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bit
                 if done == LIQUIDATIONS_PER_TICK:
                     return n
         if not touched:
-            certify(acc, pos, mkt, ctr, a)
+            store(acc, ctr, a, slack, gross, ok)
     return n
 
 

@@ -19,7 +19,9 @@ from engine.certificates import (
     EPOCHS,
     NEW_EPOCH_PPB,
     VOID_MOVE_PPB,
+    assess,
     begin_scan,
+    cert_values,
     certified_safe,
     certify,
     move_ppb,
@@ -29,7 +31,7 @@ from engine.codes import CommandKind, EventKind
 from engine.commands import Deposit, Funding, OracleUpdate, SetMarginMode, Tick
 from engine.engine import Engine
 from engine.reference import ReferenceEngine
-from engine.risk import position_mm
+from engine.risk import equity_atoms, position_mm, total_mm
 from engine.spec import EngineConfig
 from engine_helpers import ALICE, BOB, arrange, ask, bid, nvda, tsla
 
@@ -120,6 +122,28 @@ def test_a_certified_account_is_above_maintenance_at_any_marks_its_certificate_p
     move_marks(engine, marks)
     if certified_safe(engine.acc, engine.ctr, ALICE):
         assert above_maintenance_everywhere(engine, ALICE), (marks, engine.acc[ALICE])
+
+
+@settings(max_examples=150)
+@given(shares, shares, st.integers(100, 4_000), st.tuples(st.booleans(), st.booleans()),
+       st.tuples(st.sampled_from([0, 0, 1_000_000, -30_000_000]), st.sampled_from([0, 5_000_000, -70_000_000])))
+def test_the_scan_s_one_pass_gives_what_the_separate_functions_give(nvda_shares, tsla_shares, collateral, iso,
+                                                                     moves_ppb):
+    """``assess`` (the scan's evaluation and certificate in one pass, reusing a position's
+    MM while its mark is the epoch's) equals ``equity_atoms``, ``total_mm`` and
+    ``cert_values``, with marks at the epoch's and moved away from it."""
+    try:
+        engine = positioned(nvda_shares, tsla_shares, collateral, iso)
+    except AssertionError:
+        return
+    begin_scan(engine.mkt, engine.ctr)
+    marks = tuple(max(1, int(engine.mark(m)) + int(engine.mark(m)) * d // 10**9) for m, d in enumerate(moves_ppb))
+    move_marks(engine, marks)
+    acc, pos, mkt, ctr = engine.acc, engine.pos, engine.mkt, engine.ctr
+    for a in (ALICE, BOB):
+        slack, gross, ok = cert_values(acc, pos, mkt, a, ctr[C_EPOCH] % EPOCHS)
+        expect = (equity_atoms(acc, pos, mkt, a), total_mm(pos, mkt, a), slack, gross, ok)
+        assert tuple(assess(acc, pos, mkt, ctr, a)) == expect
 
 
 def test_a_small_move_passes_the_certificate_and_a_large_one_does_not():
