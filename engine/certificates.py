@@ -123,51 +123,13 @@ def certified_safe(acc, ctr, a):
 
 
 @njit(cache=True, _nrt=False)
-def cert_values(acc, pos, mkt, a, slot):
-    """(slack, gross, ok) of ``a`` at epoch ``slot``'s marks, as ``certify`` defines them;
-    ``ok`` False when a market it holds had no mark at the epoch."""
-    eq = acc[a]["collateral"]
-    mm = 0
-    cross = False
-    worst = INT64_MAX
-    gross = 0
-    npos = 0
-    for m in range(mkt.shape[0]):
-        size = pos[a, m]["size"]
-        if size == 0:
-            continue
-        mark = mkt[m]["ep_mark"][slot]
-        if mark <= 0:
-            return 0, 0, False
-        atl = mkt[m]["atl"]
-        ntl = (size if size > 0 else -size) * mark * atl
-        gross += ntl
-        npos += 1
-        mmm = maintenance_margin_atoms(ntl, mkt[m]["tier_lo"], mkt[m]["tier_lev"])
-        upnl = size * mark * atl - pos[a, m]["cost"]
-        if pos[a, m]["iso"] != 0:
-            v = pos[a, m]["margin"] + upnl - mmm
-            if v < worst:
-                worst = v
-        else:
-            eq += upnl
-            mm += mmm
-            cross = True
-    if cross and eq - mm < worst:
-        worst = eq - mm
-    return worst - npos, gross, True
-
-
-@njit(cache=True, _nrt=False)
-def assess(acc, pos, mkt, ctr, a):
-    """One pass over ``a``'s positions for the scan: (cross equity, cross MM) at the current
-    marks, exactly as ``engine.risk.equity_atoms`` and ``total_mm``; then (slack, gross, ok) at
-    the newest epoch's marks, exactly as ``cert_values``. A position whose mark is still the
-    epoch's reuses its notional and MM, so right after a new epoch certifying costs nothing
-    beyond the evaluation."""
-    cur = ctr[C_EPOCH]
-    slot = cur % EPOCHS
-    ok = cur != 0
+def assess(acc, pos, mkt, a, slot):
+    """One pass over ``a``'s positions: (cross equity, cross MM) at the current marks, exactly
+    as ``engine.risk.equity_atoms`` and ``total_mm``; then the certificate's (slack, gross, ok)
+    at epoch ``slot``'s marks (module docstring), ``ok`` False when a market it holds had no
+    mark at the epoch. A position whose mark is still the epoch's reuses its notional and MM,
+    so right after a new epoch the scan certifies at no cost beyond its evaluation."""
+    ok = True
     eq = acc[a]["collateral"]
     mm = 0
     ceq = eq
@@ -228,18 +190,12 @@ def store(acc, ctr, a, slack, gross, ok):
 
 @njit(cache=True, _nrt=False)
 def certify(acc, pos, mkt, ctr, a):
-    """Write ``a``'s certificate at the newest epoch (or void it when one cannot be had)."""
-    cur = ctr[C_EPOCH]
-    if cur == 0:
+    """Write ``a``'s certificate at the newest epoch (or void it when there is none yet)."""
+    if ctr[C_EPOCH] == 0:
         cert_void(acc, a)
         return
-    slack, gross, ok = cert_values(acc, pos, mkt, a, cur % EPOCHS)
-    if not ok:
-        cert_void(acc, a)
-        return
-    acc[a]["c_ep"] = cur
-    acc[a]["c_slack"] = slack
-    acc[a]["c_gross"] = gross
+    _, _, slack, gross, ok = assess(acc, pos, mkt, a, ctr[C_EPOCH] % EPOCHS)
+    store(acc, ctr, a, slack, gross, ok)
 
 
 @njit(cache=True, _nrt=False)
@@ -262,7 +218,7 @@ def check_certificates(acc, pos, mkt, ctr):
             continue
         if ep > cur:
             return np.int64(a)
-        slack, gross, ok = cert_values(acc, pos, mkt, a, ep % EPOCHS)
+        _, _, slack, gross, ok = assess(acc, pos, mkt, a, ep % EPOCHS)
         if not ok or acc[a]["c_slack"] > slack or acc[a]["c_gross"] < gross:
             return np.int64(a)
     return np.int64(-1)

@@ -45,7 +45,7 @@ import numpy as np
 from numba import njit
 
 from engine.adl import auto_deleverage
-from engine.book import C_ISO, C_MODES, slot_alloc
+from engine.book import C_EPOCH, C_ISO, C_MODES, CERT_EPOCHS, slot_alloc
 from engine.certificates import assess, begin_scan, cert_void, certified_safe, store
 from engine.emit import emit
 from engine.kernel_consts import (
@@ -345,7 +345,7 @@ def liquidation_scan(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bit
         if only_m >= 0 and pos[a, only_m]["size"] == 0:
             continue
         touched = False
-        eq, mm, slack, gross, ok = assess(acc, pos, mkt, ctr, a)
+        eq, mm, slack, gross, ok = assess(acc, pos, mkt, a, ctr[C_EPOCH] % CERT_EPOCHS)  # begin_scan: an epoch
         if mm > 0 and eq < mm and (not modes or liquidation_allowed(acc, pos, mkt, a)):
             n = liquidate(ev, n, i, ts, orders, mkt, lvl_qty, lvl_head, lvl_tail, bits, summ, best, count,
                           acct_head, acct_tail, acct_count, free, heap, ctr, acc, pos, a)
