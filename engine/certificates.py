@@ -3,9 +3,11 @@ liquidation scan skip, exactly, the accounts no mark move since can have made li
 (docs/risk.md "Scan certificates").
 
 An *epoch* is a snapshot of every market's mark (``mkt["ep_mark"][slot]``), serial
-``ctr[C_EPOCH]`` (1, 2, …; slot ``serial % EPOCHS``), with ``ctr[C_EP_MOVE + slot]``: the
-largest move of any mark away from the epoch's, in ppb of the epoch's mark, rounded up, over
-every mark change since the epoch began (a running maximum, so never below the move now).
+``ctr[C_EPOCH]`` (1, 2, …; slot ``serial & SLOT_MASK``), with ``ctr[C_EP_MOVE + slot]``: the
+largest move of any mark away from the epoch's, in units of 2⁻³⁰ of the epoch's mark
+(``MOVE_ONE`` is a 100% move; binary, so the scan's check needs shifts, not divisions),
+rounded up, over every mark change since the epoch began (a running maximum, so never below
+the move now).
 
 An account's certificate (``acc["c_ep"]``, ``c_slack``, ``c_gross``), written by the scan for
 an account it evaluated and did not liquidate, holds at its epoch's marks ``p`` and the
@@ -15,10 +17,10 @@ account's positions then:
   equity − MM) − (number of positions)``;
 * ``c_gross = Σ |size|·atl·p`` over every position.
 
-Soundness: when every mark moved by at most ``move`` ppb, a position's uPnL falls by at most
-``|size|·atl·|Δp|`` and its MM (slope at most 1/2 in notional, rounded up) rises by at most
-``|size|·atl·|Δp|/2 + 1``, so each component above falls by at most
-``1.5·c_gross·move/1e9 + (positions)``. With ``half = ⌈c_gross·move/1e9⌉``, ``c_slack ≥
+Soundness: when every mark moved by at most ``move``/2³⁰ of the epoch's, a position's uPnL
+falls by at most ``|size|·atl·|Δp|`` and its MM (slope at most 1/2 in notional, rounded up)
+rises by at most ``|size|·atl·|Δp|/2 + 1``, so each component above falls by at most
+``1.5·c_gross·move/2³⁰ + (positions)``. With ``half = ⌈c_gross·move/2³⁰⌉``, ``c_slack ≥
 2·half`` proves every component is still ≥ 0: no cross check and no isolated check can find
 the account below maintenance, so the scan may skip it and still liquidate exactly the
 accounts, in exactly the order, of a scan that evaluates everyone (the reference engine's).
@@ -39,10 +41,13 @@ from engine.book import C_EP_MOVE, C_EPOCH, CERT_EPOCHS
 from engine.margin import maintenance_margin_atoms
 
 EPOCHS = CERT_EPOCHS  # epochs alive at once (the ring of ``mkt["ep_mark"]``)
-NEW_EPOCH_PPB = 2_000_000  # a scan starts a new epoch once the newest one's marks moved over 0.2%
-PPB = 1_000_000_000
-VOID_MOVE_PPB = PPB  # a move of 100% or more: that epoch's certificates prove nothing
+SLOT_MASK = EPOCHS - 1  # EPOCHS is a power of two: slot = serial & SLOT_MASK
+MOVE_BITS = 30
+MOVE_ONE = 1 << MOVE_BITS  # a move of 100%: that epoch's certificates prove nothing
+MOVE_MASK = MOVE_ONE - 1
+NEW_EPOCH_MOVE = MOVE_ONE // 500  # a scan starts a new epoch once the newest one's marks moved over 0.2%
 INT64_MAX = (1 << 63) - 1
+assert EPOCHS & SLOT_MASK == 0
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -61,19 +66,19 @@ def cert_pay(acc, a, credit):
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def move_ppb(base, mark):
-    """⌈|mark − base|·1e9 / base⌉ (an upper bound where that product would overflow), at least
-    ``VOID_MOVE_PPB`` when the move is 100% or more or ``base`` is not a price."""
+def move_units(base, mark):
+    """⌈|mark − base|·2³⁰ / base⌉ (an upper bound where that product would overflow), at least
+    ``MOVE_ONE`` when the move is 100% or more or ``base`` is not a price."""
     if mark == base:
         return 0
     if base <= 0:
-        return VOID_MOVE_PPB
+        return MOVE_ONE
     d = mark - base if mark > base else base - mark
     if d >= base:
-        return VOID_MOVE_PPB
-    if d <= INT64_MAX // PPB:
-        return -((-d * PPB) // base)
-    return -((-d) // (base // PPB))  # base > d > 9.2e9 here, so base // PPB ≥ 9
+        return MOVE_ONE
+    if d <= INT64_MAX >> MOVE_BITS:
+        return -((-(d << MOVE_BITS)) // base)
+    return -((-d) // (base >> MOVE_BITS))  # base > d ≥ 2³³ here, so base >> 30 ≥ 8
 
 
 @njit(cache=True, _nrt=False)
@@ -85,8 +90,8 @@ def note_mark(mkt, ctr, m):
         serial = cur - k
         if serial < 1:
             return
-        slot = serial % EPOCHS
-        dev = move_ppb(mkt[m]["ep_mark"][slot], mark)
+        slot = serial & SLOT_MASK
+        dev = move_units(mkt[m]["ep_mark"][slot], mark)
         if dev > ctr[C_EP_MOVE + slot]:
             ctr[C_EP_MOVE + slot] = dev
 
@@ -94,12 +99,12 @@ def note_mark(mkt, ctr, m):
 @njit(cache=True, _nrt=False)
 def begin_scan(mkt, ctr):
     """Before a scan: a new epoch at the current marks when there is none yet or the newest
-    one's marks have moved more than ``NEW_EPOCH_PPB`` (the oldest epoch's certificates lapse)."""
+    one's marks have moved more than ``NEW_EPOCH_MOVE`` (the oldest epoch's certificates lapse)."""
     cur = ctr[C_EPOCH]
-    if cur != 0 and ctr[C_EP_MOVE + cur % EPOCHS] <= NEW_EPOCH_PPB:
+    if cur != 0 and ctr[C_EP_MOVE + (cur & SLOT_MASK)] <= NEW_EPOCH_MOVE:
         return
     cur += 1
-    slot = cur % EPOCHS
+    slot = cur & SLOT_MASK
     for m in range(mkt.shape[0]):
         mkt[m]["ep_mark"][slot] = mkt[m]["mark"]
     ctr[C_EP_MOVE + slot] = 0
@@ -114,11 +119,11 @@ def certified_safe(acc, ctr, a):
     cur = ctr[C_EPOCH]
     if ep == 0 or ep <= cur - EPOCHS:
         return False
-    move = ctr[C_EP_MOVE + ep % EPOCHS]
-    if move >= VOID_MOVE_PPB:
+    move = ctr[C_EP_MOVE + (ep & SLOT_MASK)]
+    if move >= MOVE_ONE:
         return False
     g = acc[a]["c_gross"]
-    half = (g // PPB) * move - ((-(g % PPB) * move) // PPB)  # ⌈g·move/1e9⌉ without overflow
+    half = (g >> MOVE_BITS) * move + (((g & MOVE_MASK) * move + MOVE_MASK) >> MOVE_BITS)  # ⌈g·move/2³⁰⌉
     return acc[a]["c_slack"] - half >= half
 
 
@@ -194,7 +199,7 @@ def certify(acc, pos, mkt, ctr, a):
     if ctr[C_EPOCH] == 0:
         cert_void(acc, a)
         return
-    _, _, slack, gross, ok = assess(acc, pos, mkt, a, ctr[C_EPOCH] % EPOCHS)
+    _, _, slack, gross, ok = assess(acc, pos, mkt, a, ctr[C_EPOCH] & SLOT_MASK)
     store(acc, ctr, a, slack, gross, ok)
 
 
@@ -208,9 +213,9 @@ def check_certificates(acc, pos, mkt, ctr):
         serial = cur - k
         if serial < 1:
             break
-        slot = serial % EPOCHS
+        slot = serial & SLOT_MASK
         for m in range(mkt.shape[0]):
-            if move_ppb(mkt[m]["ep_mark"][slot], mkt[m]["mark"]) > ctr[C_EP_MOVE + slot]:
+            if move_units(mkt[m]["ep_mark"][slot], mkt[m]["mark"]) > ctr[C_EP_MOVE + slot]:
                 return np.int64(-2 - m)
     for a in range(acc.shape[0] - 1):
         ep = acc[a]["c_ep"]
@@ -218,7 +223,7 @@ def check_certificates(acc, pos, mkt, ctr):
             continue
         if ep > cur:
             return np.int64(a)
-        _, _, slack, gross, ok = assess(acc, pos, mkt, a, ep % EPOCHS)
+        _, _, slack, gross, ok = assess(acc, pos, mkt, a, ep & SLOT_MASK)
         if not ok or acc[a]["c_slack"] > slack or acc[a]["c_gross"] < gross:
             return np.int64(a)
     return np.int64(-1)

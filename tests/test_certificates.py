@@ -17,13 +17,13 @@ from test_risk_differential import RISK, SETUP, SPECS, RiskResolver, _seeded_op
 from engine.book import C_EP_MOVE, C_EPOCH
 from engine.certificates import (
     EPOCHS,
-    NEW_EPOCH_PPB,
-    VOID_MOVE_PPB,
+    MOVE_ONE,
+    NEW_EPOCH_MOVE,
     assess,
     begin_scan,
     certified_safe,
     certify,
-    move_ppb,
+    move_units,
     note_mark,
 )
 from engine.codes import CommandKind, EventKind
@@ -45,24 +45,27 @@ def _warm(numba_warm):
     """Compile before Hypothesis starts timing examples."""
 
 
-def test_move_is_the_relative_change_in_ppb_rounded_up():
-    assert move_ppb(10_000, 10_000) == 0
-    assert move_ppb(10_000, 10_001) == 100_000  # one tick in 10,000 is 0.01%
-    assert move_ppb(10_000, 9_999) == 100_000
-    assert move_ppb(3, 4) == 333_333_334  # 1/3, rounded up
-    assert move_ppb(10_000, 20_000) == VOID_MOVE_PPB  # 100%: proves nothing
-    assert move_ppb(10_000, 0) == VOID_MOVE_PPB
-    assert move_ppb(0, 10_000) == VOID_MOVE_PPB  # no mark at the epoch
+def test_move_is_the_relative_change_in_units_of_two_to_the_minus_30_rounded_up():
+    assert MOVE_ONE == 1 << 30
+    assert move_units(10_000, 10_000) == 0
+    assert move_units(1 << 20, (1 << 20) + 1) == 1 << 10  # one part in 2^20
+    assert move_units(1 << 20, (1 << 20) - 1) == 1 << 10
+    assert move_units(10_000, 10_001) == 107_375  # 2^30 / 10,000 = 107,374.18…, rounded up
+    assert move_units(3, 4) == 357_913_942  # 2^30 / 3, rounded up
+    assert move_units(10_000, 20_000) == MOVE_ONE  # 100%: proves nothing
+    assert move_units(10_000, 0) == MOVE_ONE
+    assert move_units(0, 10_000) == MOVE_ONE  # no mark at the epoch
+    assert NEW_EPOCH_MOVE == MOVE_ONE // 500  # 0.2%
 
 
-@given(st.integers(10**10, 1 << 40), st.integers(-10**9 + 1, 10**9 - 1))
+@given(st.integers(1 << 34, 1 << 40), st.integers(-10**9 + 1, 10**9 - 1))
 def test_move_past_int64_products_is_still_an_upper_bound(base, ppb):
-    """Where |Δ|·1e9 would overflow int64 the move divides by ⌊base/1e9⌋ instead: never less
-    than the exact ratio, and within a part in nine of it."""
+    """Where |Δ|·2^30 would overflow int64 the move divides by ⌊base/2^30⌋ instead: never
+    less than the exact ratio, and within an eighth of it."""
     mark = base + base * ppb // 10**9
-    exact = -((-abs(mark - base) * 10**9) // base)
-    got = move_ppb(base, mark)
-    assert exact <= got <= exact + exact // 9 + 1
+    exact = -((-abs(mark - base) << 30) // base)
+    got = move_units(base, mark)
+    assert exact <= got <= exact + exact // 8 + 1
 
 
 def positioned(nvda_shares: int, tsla_shares: int, collateral_usd: int, iso: tuple[bool, bool]) -> Engine:
@@ -219,13 +222,13 @@ def test_a_scan_starts_a_new_epoch_once_the_marks_moved_past_the_threshold():
     engine = positioned(10, 0, 500, (False, False))
     arrange(engine, [Tick(ts_ns=2 * SECOND)])
     first = int(engine.ctr[C_EPOCH])
-    small = 100 + Decimal(NEW_EPOCH_PPB) / 10**9 * 100 / 2  # half the threshold
+    small = Decimal("100.10")  # a 0.1% move, half the threshold
     arrange(engine, [OracleUpdate(market=0, price=small.quantize(Decimal("0.01")), ts_ns=3 * SECOND),
                      Tick(ts_ns=4 * SECOND)])
     assert engine.ctr[C_EPOCH] == first
     arrange(engine, [OracleUpdate(market=0, price=Decimal("101.00"), ts_ns=5 * SECOND), Tick(ts_ns=6 * SECOND)])
     assert engine.ctr[C_EPOCH] == first + 1
-    assert engine.ctr[C_EP_MOVE + first % EPOCHS] > NEW_EPOCH_PPB
+    assert engine.ctr[C_EP_MOVE + first % EPOCHS] > NEW_EPOCH_MOVE
 
 
 def test_the_invariants_catch_a_stale_certificate_and_an_unrecorded_mark_move():
