@@ -231,6 +231,23 @@ def test_a_scan_starts_a_new_epoch_once_the_marks_moved_past_the_threshold():
     assert engine.ctr[C_EP_MOVE + first % EPOCHS] > NEW_EPOCH_MOVE
 
 
+def test_a_certificate_lapses_once_eight_newer_epochs_began():
+    """Each 1% oracle step starts an epoch; ALICE, certified before the first, is skipped
+    while her epoch lives (her slack covers the moves) and evaluated again once it has left
+    the ring, then certified at the newest epoch."""
+    engine = positioned(10, 0, 2_000, (False, False))
+    arrange(engine, [Tick(ts_ns=2 * SECOND)])
+    first = int(engine.acc[ALICE]["c_ep"])
+    assert first == engine.ctr[C_EPOCH]
+    for k in range(EPOCHS):
+        big = Decimal(100) + (Decimal(1) if k % 2 else Decimal(-1))  # ±1% away and back: a new epoch each time
+        arrange(engine, [OracleUpdate(market=0, price=big, ts_ns=(3 + k) * SECOND)])
+        if engine.ctr[C_EPOCH] - first < EPOCHS:
+            assert engine.acc[ALICE]["c_ep"] == first and certified_safe(engine.acc, engine.ctr, ALICE)
+    assert engine.ctr[C_EPOCH] - first >= EPOCHS
+    assert engine.acc[ALICE]["c_ep"] == engine.ctr[C_EPOCH]  # lapsed, evaluated, certified anew
+
+
 def test_the_invariants_catch_a_stale_certificate_and_an_unrecorded_mark_move():
     engine = positioned(10, 0, 500, (False, False))
     arrange(engine, [Tick(ts_ns=2 * SECOND)])
