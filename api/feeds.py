@@ -144,7 +144,7 @@ def liquidation(markets: Markets, ev: Ev) -> p.Liquidation | None:
     else:  # ADL: the counterparty's signed lots closed
         lots = (ev.size)
         closing_long = lots > 0
-    return p.Liquidation(kind, "long" if closing_long else "short", markets.price(m, (ev.price)),
+    return p.Liquidation(markets.symbol(m), kind, "long" if closing_long else "short", markets.price(m, (ev.price)),
                          markets.size(m, abs(lots)), ns_to_ms((ev.ts)))
 
 

@@ -549,8 +549,12 @@ class Trade(msgspec.Struct, **_OUT):
 
 
 class Trades(msgspec.Struct, **_OUT):
+    """On subscribe ``isSnapshot: true`` with the market's last trades (up to 100, oldest
+    first, since the node started); then every batch's new trades."""
+
     market: str
     seq: WireInt
+    isSnapshot: bool
     trades: list[Trade]
 
 
@@ -586,6 +590,7 @@ class Liquidation(msgspec.Struct, **_OUT):
     """``kind``: a book liquidation, a backstop take-over by the insurance fund, or ADL.
     ``side`` is the side of the position being closed."""
 
+    market: str
     kind: Literal["liquidation", "backstop", "adl"]
     side: Literal["long", "short"]
     price: DecimalStr
@@ -594,8 +599,13 @@ class Liquidation(msgspec.Struct, **_OUT):
 
 
 class Liquidations(msgspec.Struct, **_OUT):
-    market: str
+    """On subscribe ``isSnapshot: true`` with the last liquidations (up to 100, oldest first,
+    since the node started) of the market, or of every market (``market: null``) for the
+    all-markets subscription; then each batch's, per market."""
+
+    market: str | None
     seq: WireInt
+    isSnapshot: bool
     events: list[Liquidation]
 
 

@@ -29,9 +29,8 @@ Known limitations
 -----------------
 * ``order_status`` keeps the last ``recent_orders`` states in memory; by ``cloid`` it falls
   back to the durable ``api.cloid_index`` (the last cloids of each account, across restarts).
-* ``userFills`` and ``userFundings`` snapshots hold the last ``recent`` entries kept in
-  memory since the node started, not the account's whole history.
-* ``trades`` and ``liquidations`` have no snapshot.
+* ``userFills``, ``userFundings``, ``trades`` and ``liquidations`` snapshots hold the last
+  ``recent`` entries kept in memory since the node started, not the whole history.
 """
 
 from __future__ import annotations
@@ -88,6 +87,8 @@ class Publisher:
         self.orders: dict[int, feeds.OrderInfo] = {}
         self._fills: dict[int, deque] = defaultdict(partial(deque, maxlen=recent))
         self._fundings: dict[int, deque] = defaultdict(partial(deque, maxlen=recent))
+        self._trades: dict[int, deque] = defaultdict(partial(deque, maxlen=recent))  # per market
+        self._liqs: dict[int | None, deque] = defaultdict(partial(deque, maxlen=recent))  # per market; None: all
         self._last_funding: dict[int, int] = {}
         self._l2_dirty: set[int] = set()
         self._recent: OrderedDict[tuple, tuple] = OrderedDict()  # (account, "oid"|"cloid", id) -> last state
@@ -166,6 +167,12 @@ class Publisher:
                                                book.bids(), book.asks()))
             case p.MarketSub(market=symbol):
                 return p.MarketPush(self._market_info(self.markets.id_of(symbol)))
+            case p.TradesSub(market=symbol):
+                trades = list(self._trades.get(self.markets.id_of(symbol), ()))
+                return p.TradesPush(p.Trades(symbol, self.seq, True, trades))
+            case p.LiquidationsSub(market=symbol):
+                m = None if symbol is None else self.markets.id_of(symbol)
+                return p.LiquidationsPush(p.Liquidations(symbol, self.seq, True, list(self._liqs.get(m, ()))))
             case p.OrderUpdatesSub(account=account):
                 infos = sorted((oid, o) for oid, o in self.orders.items() if o.account == account)
                 updates = [o.update(self.markets, "open", self.ts_ns, oid=oid) for oid, o in infos]
@@ -397,10 +404,14 @@ class _BatchView:
             pub._publish(p.L2DeltaSub(market=symbol), p.L2DeltaPush(delta), "l2Delta")
         for m in sorted(self.trades):
             symbol = pub.markets.symbol(m)
-            pub._publish(p.TradesSub(market=symbol), p.TradesPush(p.Trades(symbol, seq, self.trades[m])), "trades")
+            pub._trades[m].extend(self.trades[m])
+            pub._publish(p.TradesSub(market=symbol), p.TradesPush(p.Trades(symbol, seq, False, self.trades[m])),
+                         "trades")
         for m in sorted(self.liqs):
             symbol = pub.markets.symbol(m)
-            push = p.LiquidationsPush(p.Liquidations(symbol, seq, self.liqs[m]))
+            pub._liqs[m].extend(self.liqs[m])
+            pub._liqs[None].extend(self.liqs[m])
+            push = p.LiquidationsPush(p.Liquidations(symbol, seq, False, self.liqs[m]))
             pub._publish(p.LiquidationsSub(market=symbol), push, "liquidations")
             pub._publish(p.LiquidationsSub(market=None), push, "liquidations")
         for m in sorted(self.markets_touched):

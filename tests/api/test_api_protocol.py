@@ -79,12 +79,12 @@ PUSHES = [
     p.L2BookPush(p.L2Book("NVDA", 5, 1, bids=LEVELS, asks=[("180.06", "1")])),
     p.L2DeltaPush(p.L2Delta("NVDA", True, 5, None, 123, 1, bids=LEVELS, asks=[])),
     p.L2DeltaPush(p.L2Delta("NVDA", False, 6, 5, 0xFFFFFFFF, 2, bids=[("180.05", "0")], asks=[])),
-    p.TradesPush(p.Trades("NVDA", 6, [p.Trade(1, "180.05", "1", "buy", 2)])),
+    p.TradesPush(p.Trades("NVDA", 6, False, [p.Trade(1, "180.05", "1", "buy", 2)])),
     p.MarketPush(p.MarketInfo(
         market="NVDA", seq=7, time=3, mode="internal", session="closed_weekend", oracle="180", mark="180.1",
         external=None, band=p.Band("180", "162", "198", 2, 1), predictedFunding="0.0000125",
         lastFunding="-0.00001", nextFundingTime=3_600_000, openInterest="12.5")),
-    p.LiquidationsPush(p.Liquidations("NVDA", 8, [p.Liquidation("adl", "short", "181", "2", 4)])),
+    p.LiquidationsPush(p.Liquidations("NVDA", 8, False, [p.Liquidation("NVDA", "adl", "short", "181", "2", 4)])),
     p.OrderUpdatesPush(p.OrderUpdates(3, 9, True, [
         p.OrderUpdate("NVDA", 1, "buy", "180.05", "1", "1", "open", 5, cloid="c-1")])),
     p.UserFillsPush(p.UserFills(3, 10, False, [

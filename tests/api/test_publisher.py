@@ -187,6 +187,29 @@ def test_a_backstop_liquidation_is_public_and_the_funds_fill_is_a_trade():
     assert [(t.price, t.size, t.side) for t in trades.trades] == [("91.50", "19.000", "sell")]
 
 
+def test_late_subscribers_get_the_last_trades_and_liquidations_as_a_snapshot():
+    """Subscribing after a liquidation: ``trades`` and ``liquidations`` (the market's and the
+    all-markets one) answer with what happened, ``isSnapshot: true``, as of the last batch;
+    the next trade comes as an update after it."""
+    feed = Feed()
+    feed.run([Deposit(account=5, amount=Decimal("1000"))])
+    feed.run([sell(BOB, "95", "100.00"), buy(5, "95", "100.00")])
+    feed.run([OracleUpdate(market=0, price=Decimal("92.00")), buy(CAROL, "200", "91.50")])
+    feed.run([Tick(ts_ns=T + 10)])
+    late = Recorder(2)
+    trades = p.decode_push(feed.pub.subscribe(late, p.TradesSub(market="NVDA"))).data
+    assert trades.isSnapshot and trades.seq == feed.seq
+    assert [(t.price, t.size) for t in trades.trades] == [("100.00", "95.000"), ("91.50", "19.000")]
+    for key, market in ((p.LiquidationsSub(market="NVDA"), "NVDA"), (p.LiquidationsSub(), None)):
+        liqs = p.decode_push(feed.pub.subscribe(late, key)).data
+        assert (liqs.market, liqs.isSnapshot, liqs.seq) == (market, True, feed.seq)
+        assert [(x.market, x.kind, x.side, x.size) for x in liqs.events] == [("NVDA", "backstop", "long", "95.000")]
+    assert p.decode_push(feed.pub.subscribe(late, p.TradesSub(market="TSLA"))).data.trades == []
+    feed.run([sell(BOB, "1", "92.00"), buy(ALICE, "1", "92.00")])
+    [update] = [push.data for push in late.pushes() if isinstance(push, p.TradesPush)]
+    assert not update.isSnapshot and update.seq == feed.seq and len(update.trades) == 1
+
+
 def test_a_random_stream_keeps_every_channel_equal_to_the_engine():
     """A seeded stream of places, cancels, amends and IOCs by four accounts, in batches: after
     each batch the client book equals the engine's, each account's open orders rebuilt from
