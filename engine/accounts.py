@@ -48,6 +48,15 @@ def account_code(c, acct_head, ctr):
     return 0
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def account_market_code(c, mkt, acct_head, ctr):
+    """``account_code``, then ``R_UNKNOWN_MARKET`` for a market the engine does not have."""
+    code = account_code(c, acct_head, ctr)
+    if code == 0 and (c["market"] < 0 or c["market"] >= mkt.shape[0]):
+        return R_UNKNOWN_MARKET
+    return code
+
+
 @njit(cache=True, _nrt=False)
 def do_deposit(c, i, ev, n, mkt, acct_head, ctr, acc, pos):
     a = c["account"]
@@ -101,9 +110,7 @@ def do_set_leverage(c, i, ev, n, mkt, acct_head, ctr, acc, pos):
     a = c["account"]
     m = c["market"]
     lev = c["size"]
-    code = account_code(c, acct_head, ctr)
-    if code == 0 and (m < 0 or m >= mkt.shape[0]):
-        code = R_UNKNOWN_MARKET
+    code = account_market_code(c, mkt, acct_head, ctr)
     if code == 0:
         cap = max_leverage(position_notional(pos, mkt, a, m), mkt[m]["tier_lo"], mkt[m]["tier_lev"])
         if lev < 1 or lev > cap:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from engine.accounts import account_code
+from engine.accounts import account_market_code
 from engine.book import C_ISO
 from engine.certificates import cert_void
 from engine.emit import emit, emit_reject
@@ -32,7 +32,6 @@ from engine.kernel_consts import (
     R_MARGIN_MODE_NOT_FLAT,
     R_MARGIN_REMOVE,
     R_NOT_ISOLATED,
-    R_UNKNOWN_MARKET,
 )
 from engine.risk import MAX_AMOUNT_ATOMS, equity_atoms, iso_equity_atoms, position_im, total_im
 
@@ -42,9 +41,7 @@ def do_set_margin_mode(c, i, ev, n, mkt, acct_head, ctr, acc, pos):
     a = c["account"]
     m = c["market"]
     mode = c["size"]
-    code = account_code(c, acct_head, ctr)
-    if code == 0 and (m < 0 or m >= mkt.shape[0]):
-        code = R_UNKNOWN_MARKET
+    code = account_market_code(c, mkt, acct_head, ctr)
     if code == 0 and mode != MM_CROSS and mode != MM_ISOLATED:
         code = R_MARGIN_MODE_INVALID
     if code == 0:
@@ -64,9 +61,7 @@ def do_adjust_margin(c, i, ev, n, mkt, acct_head, ctr, acc, pos):
     a = c["account"]
     m = c["market"]
     amount = c["size"]
-    code = account_code(c, acct_head, ctr)
-    if code == 0 and (m < 0 or m >= mkt.shape[0]):
-        code = R_UNKNOWN_MARKET
+    code = account_market_code(c, mkt, acct_head, ctr)
     if code == 0 and (amount == 0 or amount > MAX_AMOUNT_ATOMS or amount < -MAX_AMOUNT_ATOMS):
         code = R_MARGIN_AMOUNT_INVALID
     if code == 0 and (pos[a, m]["iso"] == 0 or pos[a, m]["size"] == 0):
